@@ -1,0 +1,202 @@
+"""BaseDataLoader: a torch DataLoader that holds out test and validation splits.
+
+Data order is a pure function of (seed, epoch): every epoch draws its own
+permutation from a generator seeded with both, so resuming needs no sampler
+state, and a mid-epoch resume only skips the batches already done.
+
+Fast path: a dataset with `__getitems__` (see data_loader.datasets.TensorDataset)
+is indexed with a whole batch of indices at once, and with num_workers 0 the
+DataLoader machinery is bypassed entirely. Datasets with only `__getitem__`
+go through the ordinary per-sample path and default_collate.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import default_collate
+
+from utils.errors import ConfigError
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**63)
+
+
+class EpochBatchSampler:
+    """Yields batches of indices from `indices`, reshuffled per epoch from (seed, epoch).
+
+    With world_size > 1 each rank takes a disjoint shard of the epoch's order.
+    `even=True` (training) pads the order so that every rank gets the same
+    number of batches; `even=False` (evaluation) never repeats a sample.
+    """
+
+    def __init__(self, indices: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, as_list: bool = False, rank: int = 0,
+                 world_size: int = 1, even: bool = True):
+        self.indices = indices
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.as_list = as_list
+        self.rank, self.world_size, self.even = rank, world_size, even
+        self.epoch = 1
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def epoch_order(self) -> torch.Tensor:
+        """This rank's sample order for the current epoch."""
+        order = self.indices
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+            order = order[torch.randperm(len(order), generator=g)]
+        if self.world_size > 1:
+            if self.even and len(order) % self.world_size:
+                pad = self.world_size - len(order) % self.world_size
+                order = torch.cat([order, order[:pad]])
+            order = order[self.rank::self.world_size]
+        return order
+
+    def _num_samples(self) -> int:
+        n = len(self.indices)
+        if self.world_size > 1:
+            n = -(-n // self.world_size) if self.even else len(range(self.rank, n, self.world_size))
+        return n
+
+    def __len__(self) -> int:
+        n = self._num_samples()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        batches = self.epoch_order().split(self.batch_size)
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        for batch in batches[self.start_batch:]:
+            yield batch.tolist() if self.as_list else batch
+
+
+def batch_identity(batch):
+    """collate_fn for datasets whose __getitems__ already returns a whole batch."""
+    return batch
+
+
+def ignore_sigint_in_worker(_worker_id: int) -> None:
+    """Ctrl-C is handled by the main process, which saves a checkpoint first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _count(value, n: int, key: str) -> int:
+    """A split given as a fraction of n or as a count of samples."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"data_loader.args.{key}: expected a fraction in [0, 1) or a count, got {value!r}")
+    if isinstance(value, float):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"data_loader.args.{key}: expected a fraction in [0, 1) or a count, got {value}")
+        return int(n * value)
+    if not 0 <= value < n:
+        raise ConfigError(f"data_loader.args.{key}: a count must be smaller than the {n} samples, got {value}")
+    return value
+
+
+def split_indices(n: int, validation_split, test_split, split_seed: int = 0):
+    """Deterministic (train, valid, test) index tensors; fractions are of all n samples."""
+    n_test = _count(test_split, n, "test_split")
+    n_valid = _count(validation_split, n, "validation_split")
+    if n - n_test - n_valid < 1:
+        raise ConfigError(
+            f"data_loader.args: validation_split and test_split leave no training samples out of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    test, valid, train = perm[:n_test], perm[n_test:n_test + n_valid], perm[n_test + n_valid:]
+    return train.sort().values, valid.sort().values, test.sort().values
+
+
+class IndexedLoader(DataLoader):
+    """A DataLoader over a subset of `dataset`, in (seed, epoch)-determined order."""
+
+    def __init__(self, dataset, indices: torch.Tensor, batch_size: int, shuffle: bool,
+                 num_workers: int = 0, collate_fn: Callable | None = None, seed: int = 0,
+                 drop_last: bool = False, even: bool = True, pin_memory: bool = False):
+        self.batched = callable(getattr(dataset, "__getitems__", None))
+        sampler = EpochBatchSampler(indices, batch_size, shuffle, seed, drop_last,
+                                    as_list=not self.batched, even=even)
+        if collate_fn is None:
+            collate_fn = batch_identity if self.batched else default_collate
+        self.loader_args = dict(num_workers=num_workers, collate_fn=collate_fn, seed=seed,
+                                pin_memory=pin_memory)
+        super().__init__(dataset, batch_sampler=sampler, num_workers=num_workers,
+                         collate_fn=collate_fn, pin_memory=pin_memory,
+                         generator=torch.Generator().manual_seed(seed),
+                         worker_init_fn=ignore_sigint_in_worker if num_workers > 0 else None)
+        self.indices = indices
+        self.n_samples = len(indices)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order (and skip `start_batch` batches of it)."""
+        self.batch_sampler.set_epoch(epoch, start_batch)
+        self.generator.manual_seed(_epoch_seed(self.batch_sampler.seed, epoch))
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Read only this rank's share of every epoch (torch.distributed)."""
+        self.batch_sampler.rank, self.batch_sampler.world_size = rank, world_size
+
+    def __iter__(self):
+        if self.num_workers == 0 and self.batched and not self.pin_memory:
+            get = self.dataset.__getitems__
+            return (get(idx) for idx in self.batch_sampler)
+        return super().__iter__()
+
+
+class BaseDataLoader(IndexedLoader):
+    """Splits `dataset` into train / validation / test and loads one of them.
+
+    training=True loads the training split and `split_validation()` returns a
+    loader over the validation split; training=False loads the held-out test
+    split. The split is fixed by `split_seed`, independent of the run's seed,
+    so test.py sees exactly the samples training never saw. `validation_split`
+    and `test_split` are fractions of the whole data set or sample counts.
+
+    `seed` (the run's seed) and `training` are passed by the training code.
+    """
+
+    def __init__(self, dataset, batch_size: int, shuffle: bool, validation_split=0.0,
+                 num_workers: int = 0, collate_fn: Callable | None = None, *,
+                 test_split=0.0, training: bool = True, seed: int = 0, split_seed: int = 0,
+                 standardize: bool = False, drop_last: bool = False, pin_memory: bool = False):
+        self.dataset_size = len(dataset)
+        train_idx, valid_idx, test_idx = split_indices(self.dataset_size, validation_split,
+                                                       test_split, split_seed)
+        self.training = training
+        self.train_indices, self.valid_indices, self.test_indices = train_idx, valid_idx, test_idx
+        self.standardize = standardize
+        self.eval_batch_size = batch_size
+        if training:
+            super().__init__(dataset, train_idx, batch_size, shuffle, num_workers, collate_fn, seed,
+                             drop_last, pin_memory=pin_memory)
+        else:
+            super().__init__(dataset, test_idx, batch_size, False, num_workers, collate_fn, seed,
+                             even=False, pin_memory=pin_memory)
+
+    def split_validation(self) -> IndexedLoader | None:
+        """A loader over the validation split, or None when there is none."""
+        if not self.training or len(self.valid_indices) == 0:
+            return None
+        return IndexedLoader(self.dataset, self.valid_indices, self.eval_batch_size, False,
+                             even=False, **self.loader_args)
+
+    def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-feature mean and std over the training split only, or None.
+
+        Used when `standardize` is on and the dataset exposes its feature
+        tensor as `tensors[0]` (data_loader.datasets.TensorDataset does).
+        """
+        tensors = getattr(self.dataset, "tensors", None)
+        if not self.standardize or not tensors or not tensors[0].is_floating_point():
+            return None
+        x = tensors[0][self.train_indices].double()
+        return x.mean(0).float(), x.std(0, unbiased=False).float()

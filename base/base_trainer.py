@@ -1,0 +1,295 @@
+"""BaseTrainer: the epoch loop, monitoring, early stopping, checkpoints, resume.
+
+A concrete trainer implements `_train_epoch` (which also validates). The
+loop here owns everything that makes a run resumable exactly: the checkpoint
+holds model, optimizer, scheduler, monitoring state, history and the random
+generator states; data order is a function of (seed, epoch); a Ctrl-C or
+SIGTERM stops after the current batch and saves that exact point.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import time
+from abc import abstractmethod
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from logger.logger import get_logger
+from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
+from utils.checkpoint import capture_rng_state, restore_rng_state, save_atomic
+from utils.config import parse_monitor
+from utils.errors import ConfigError
+
+INTERRUPT_NAME = "checkpoint-interrupted.pth"
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopTraining(Exception):
+    """Raised by an epoch when a stop was requested; carries where it stopped."""
+
+    def __init__(self, epoch: int, batches_done: int, stats):
+        super().__init__(f"stopped in epoch {epoch} after {batches_done} batches")
+        self.epoch, self.batches_done, self.stats = epoch, batches_done, stats
+
+
+class Interrupted(Exception):
+    """Training was stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, signum: int, path: Path | None):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.exit_code = EXIT_CODES.get(signum, 130)
+        self.path = path
+
+
+class BaseTrainer:
+    def __init__(self, model, criterion, metric_fns: dict, optimizer, config, device,
+                 lr_scheduler=None):
+        self.config = config
+        self.logger = get_logger("trainer")
+        self.model = model
+        self.criterion = criterion
+        self.metric_fns = metric_fns
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.device = device
+
+        cfg = config["trainer"]
+        self.epochs = cfg["epochs"]
+        self.save_period = cfg["save_period"]
+        self.keep_last = cfg["keep_last"]
+        self.early_stop = cfg["early_stop"]
+        self.verbosity = cfg["verbosity"]
+        self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
+        self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
+        self.early_stop_count = 0
+        self.start_epoch = 1
+        self.start_batch = 0
+        self.partial_stats: dict | None = None
+        self.history: list[dict] = []
+        self.checkpoint_dir: Path = config.save_dir
+        self.stop_signal: int | None = None
+        self.csv: MetricsCSV | None = None
+        self.writer: TensorboardWriter | None = None
+
+    @abstractmethod
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch (then validate); return its metrics.
+
+        Raises StopTraining when `self.stop_signal` is set after a batch.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def plain_model(self) -> torch.nn.Module:
+        """The model without a DataParallel / DistributedDataParallel wrapper."""
+        return getattr(self.model, "module", self.model)
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _step_scheduler(self, row: dict) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            key = self.mnt_metric or ("val_loss" if "val_loss" in row else "loss")
+            self.lr_scheduler.step(row[key])
+        else:
+            self.lr_scheduler.step()
+
+    def _improved(self, row: dict) -> bool:
+        if self.mnt_mode == "off":
+            return False
+        value = row[self.mnt_metric]
+        if self.mnt_mode == "min":
+            return value < self.mnt_best
+        return value > self.mnt_best
+
+    @contextmanager
+    def _signals(self):
+        """First SIGINT/SIGTERM: stop after the current batch. Second SIGINT: abort now."""
+        def request_stop(signum, _frame):
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            self.logger.warning(f"{signal.Signals(signum).name} received: stopping after the "
+                                "current batch to save a checkpoint (Ctrl-C again aborts)")
+
+        try:
+            previous = {s: signal.signal(s, request_stop) for s in EXIT_CODES}
+        except ValueError:  # not the main thread
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # ------------------------------------------------------------ the loop
+
+    def train(self) -> list[dict]:
+        """Run epochs start_epoch..epochs; return the history of per-epoch rows."""
+        columns = csv_columns(list(self.metric_fns), self.valid_data_loader is not None)
+        self.csv = MetricsCSV(self.config.log_dir / "metrics.csv", columns, self.history)
+        self.writer = TensorboardWriter(self.config.log_dir, self.config.trainer["tensorboard"],
+                                        self.config.config)
+        try:
+            with self._signals():
+                self._loop()
+        finally:
+            self.writer.close()
+        return self.history
+
+    def _loop(self) -> None:
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            lr = self.current_lr()
+            start = time.perf_counter()
+            try:
+                result = self._train_epoch(epoch)
+            except StopTraining as stop:
+                path = self._save_interrupted(stop)
+                raise Interrupted(self.stop_signal, path) from None
+            self._step_scheduler(result)
+            row = {"epoch": epoch, **result, "lr": lr,
+                   "seconds": round(time.perf_counter() - start, 4)}
+            self.history.append(row)
+            self.csv.write(row)
+            self.writer.write(row, epoch)
+            self.logger.info("    ".join(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}"
+                                         for k, v in row.items()))
+
+            improved = self._improved(row)
+            if improved:
+                self.mnt_best = row[self.mnt_metric]
+                self.early_stop_count = 0
+            elif self.mnt_mode != "off":
+                self.early_stop_count += 1
+            stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
+            if epoch % self.save_period == 0 or epoch == self.epochs or stop:
+                self._save_checkpoint(epoch, row)
+            if improved:
+                self._save_checkpoint(epoch, row, best=True)
+            if stop:
+                self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
+                                 f"epochs: early stop after epoch {epoch}")
+                break
+            if self.stop_signal is not None:  # arrived after the last batch: the epoch is done
+                path = self._periodic_path(epoch)
+                if not path.exists():
+                    self._save_checkpoint(epoch, row)
+                raise Interrupted(self.stop_signal, path)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _state(self, epoch: int, loss: float) -> dict:
+        scaler = getattr(self, "scaler", None)
+        return {
+            "epoch": epoch,
+            "model_state_dict": self.plain_model.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "loss": float(loss),
+            "arch": self.config["arch"]["type"],
+            "config": self.config.config,
+            "lr_scheduler_state_dict": (self.lr_scheduler.state_dict()
+                                        if self.lr_scheduler is not None else None),
+            "monitor_best": float(self.mnt_best),
+            "early_stop_count": self.early_stop_count,
+            "rng_state": capture_rng_state(),
+            "history": [dict(r) for r in self.history],
+            "partial_epoch": None,
+            "grad_scaler_state_dict": scaler.state_dict() if scaler is not None else None,
+        }
+
+    def _periodic_path(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+
+    def _save_checkpoint(self, epoch: int, row: dict, best: bool = False) -> Path:
+        path = self.checkpoint_dir / "model_best.pth" if best else self._periodic_path(epoch)
+        save_atomic(self._state(epoch, row["loss"]), path)
+        self.logger.debug(f"saved {path}" + (f" ({self.mnt_metric}: {row[self.mnt_metric]:.6g})"
+                                             if best else ""))
+        if not best:
+            (self.checkpoint_dir / INTERRUPT_NAME).unlink(missing_ok=True)
+            self._prune_checkpoints()
+        return path
+
+    def _prune_checkpoints(self) -> None:
+        """Keep the newest `keep_last` periodic checkpoints (0 keeps all)."""
+        if not self.keep_last:
+            return
+        found = []
+        for p in self.checkpoint_dir.glob("checkpoint-epoch*.pth"):
+            m = re.fullmatch(r"checkpoint-epoch(\d+)\.pth", p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        for _, p in sorted(found)[:-self.keep_last]:
+            p.unlink(missing_ok=True)
+
+    def _save_interrupted(self, stop: StopTraining) -> Path:
+        state = self._state(stop.epoch - 1, self.history[-1]["loss"] if self.history
+                            else float("nan"))
+        state["partial_epoch"] = {"epoch": stop.epoch, "batches_done": stop.batches_done,
+                                  "stats": stop.stats.state_dict()}
+        path = self.checkpoint_dir / INTERRUPT_NAME
+        save_atomic(state, path)
+        self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches; "
+                            f"saved {path}\nresume with: python train.py -r {path}")
+        return path
+
+    def resume_from(self, ckpt: dict, finetune: bool = False) -> None:
+        """Restore the state of a checkpoint (exact resume) or its weights (fine-tune)."""
+        model = self.plain_model
+        if finetune:
+            self._load_weights_for_finetune(ckpt)
+        else:
+            model.load_state_dict(ckpt["model_state_dict"])
+        same_optimizer = ckpt["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
+        if same_optimizer:
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+            except (ValueError, KeyError) as e:
+                if not finetune:
+                    raise ConfigError(f"cannot restore the optimizer state: {e}") from None
+                self.logger.warning(f"warning: optimizer state not restored ({e})")
+            if finetune:  # the new config's hyperparameters over the restored state
+                for group in self.optimizer.param_groups:
+                    group.update(self.config["optimizer"].get("args") or {})
+                    group["initial_lr"] = group["lr"]
+        else:
+            self.logger.warning("warning: optimizer type changed; its state starts fresh")
+        self.start_epoch = ckpt["epoch"] + 1
+        if finetune:
+            return
+        if self.lr_scheduler is not None and ckpt.get("lr_scheduler_state_dict") is not None:
+            self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and ckpt.get("grad_scaler_state_dict"):
+            scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
+        self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
+        self.early_stop_count = ckpt.get("early_stop_count", 0)
+        self.history = [dict(r) for r in ckpt.get("history", [])]
+        partial = ckpt.get("partial_epoch")
+        if partial:
+            self.start_batch = partial["batches_done"]
+            self.partial_stats = partial["stats"]
+        if ckpt.get("rng_state") is not None:
+            restore_rng_state(ckpt["rng_state"])
+
+    def _load_weights_for_finetune(self, ckpt: dict) -> None:
+        model = self.plain_model
+        own = model.state_dict()
+        loaded = {k: v for k, v in ckpt["model_state_dict"].items()
+                  if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(loaded))
+        if ckpt["config"].get("arch") != self.config["arch"]:
+            self.logger.warning("warning: the checkpoint's arch differs from the config's; "
+                                "loading the weights whose names and shapes match")
+        if skipped:
+            self.logger.warning(f"warning: not restored from the checkpoint: {', '.join(skipped)}")
+        model.load_state_dict(loaded, strict=False)

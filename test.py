@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint on the held-out test split:  python test.py -r <checkpoint>
+
+Everything (data, model, loss, metrics) is rebuilt from the checkpoint's config;
+the metrics are printed and written as JSON (test_metrics.json beside the
+checkpoint unless --output is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the test split.")
+    parser.add_argument("-r", "--resume", required=True, help="checkpoint to evaluate")
+    parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--output", help="where to write the metrics JSON "
+                                         "(default: test_metrics.json beside the checkpoint)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from logger.logger import setup_logging
+    from trainer import evaluate
+    from utils.checkpoint import load_checkpoint
+    from utils.config import validate_config
+    from utils.errors import ConfigError
+    from utils.parse_config import ConfigParser
+    from utils.util import prepare_device
+
+    path = Path(args.resume)
+    ckpt = load_checkpoint(path)
+    try:
+        resolved, _ = validate_config(ckpt["config"])
+    except ConfigError as e:
+        raise ConfigError(f"{path}: the stored config is invalid here: {e}") from None
+    config = ConfigParser(resolved, str(path), path, ckpt)
+    setup_logging(config.trainer["verbosity"])
+
+    data_loader = config.build_data_loader(training=False)
+    model = config.build_model()
+    try:
+        model.load_state_dict(ckpt["model_state_dict"])
+    except RuntimeError as e:
+        raise ConfigError(f"{path}: weights do not fit the model "
+                          f"{resolved['arch']['type']}: {str(e).splitlines()[0]}") from None
+    device, _ = prepare_device(resolved["n_gpu"])
+    model = model.to(device)
+    return evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    from utils.errors import ConfigError, RunError
+
+    try:
+        metrics = run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.output) if args.output else Path(args.resume).parent / "test_metrics.json"
+    for name, value in metrics.items():
+        print(f"{name}: {value:.6f}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        print(f"error: cannot write {out}: {e}", file=sys.stderr)
+        return 1
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Shared helpers: run train.py / test.py as a user would, in a temporary save_dir."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# keep subprocesses light on the 2-core CI machine
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
+                          cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**ENV, **(env or {})})
+
+
+def train(*args: str, save_dir: Path, **kw) -> subprocess.CompletedProcess:
+    """train.py with outputs under `save_dir` (an override appended to the command line)."""
+    return run_script("train.py", *args, f"trainer.save_dir={save_dir}", **kw)
+
+
+def run_dirs(save_dir: Path, name: str) -> list[Path]:
+    return sorted((save_dir / "models" / name).iterdir(), key=lambda p: p.stat().st_mtime)
+
+
+def only_run(save_dir: Path, name: str) -> Path:
+    runs = run_dirs(save_dir, name)
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def tree_snapshot(root: Path) -> dict:
+    """{relative path: (size, mtime)} of every file under root."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def save_dir(tmp_path: Path) -> Path:
+    return tmp_path / "saved"
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """One full run of the README's main job (config/digits_mlp.json); its run folder."""
+    save = tmp_path_factory.mktemp("digits") / "saved"
+    result = train("-c", REPO / "config/digits_mlp.json", save_dir=save)
+    assert result.returncode == 0, result.stderr
+    return only_run(save, "digits_mlp")

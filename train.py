@@ -1,0 +1,134 @@
+"""Train a model from a config:  python train.py -c config/digits_mlp.json [KEY.PATH=VALUE ...]
+
+Resume exactly:  python train.py -r saved/models/<name>/<run_id>/checkpoint-epoch5.pth
+Fine-tune:       python train.py -c other.json -r <checkpoint>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train a model from a JSON or YAML config.",
+        epilog="Overrides: any number of KEY.PATH=VALUE (VALUE read as YAML), e.g. "
+               "trainer.epochs=5 arch.args.depth=3; +KEY.PATH=VALUE adds a new key.")
+    parser.add_argument("-c", "--config", help="config file (.json, .yaml, .yml)")
+    parser.add_argument("-r", "--resume", help="checkpoint to resume from (or fine-tune with -c)")
+    parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES (e.g. 0,1)")
+    parser.add_argument("--lr", type=float, help="shortcut for optimizer.args.lr")
+    parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and build everything, print the model and config, exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE",
+                        help="config overrides")
+    return parser.parse_args(argv)
+
+
+def build(config, training: bool = True):
+    """Data loaders, model, loss, metrics, optimizer and scheduler of a config."""
+    from utils.checkpoint import seed_everything
+
+    seed_everything(config["seed"])
+    data_loader = config.build_data_loader(training=training)
+    valid_data_loader = data_loader.split_validation()
+    model = config.build_model()
+    stats = data_loader.feature_stats()
+    if stats is not None:
+        model.set_standardization(*stats)
+    criterion = config.build_criterion()
+    metrics = config.build_metrics()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = config.build_optimizer(params)
+    lr_scheduler = config.build_scheduler(optimizer)
+    return data_loader, valid_data_loader, model, criterion, metrics, optimizer, lr_scheduler
+
+
+def train(config) -> int:
+    import json
+
+    import torch
+
+    from logger.logger import get_logger, setup_logging
+    from trainer import Trainer
+    from utils.util import prepare_device
+
+    verbosity = config.trainer["verbosity"]
+    logger = setup_logging(verbosity)
+    for warning in config.warnings:
+        logger.warning(f"warning: {warning}")
+    data_loader, valid_data_loader, model, criterion, metrics, optimizer, lr_scheduler = \
+        build(config)
+    device, device_ids = prepare_device(config["n_gpu"])
+
+    ckpt = config.checkpoint
+    if ckpt is not None and ckpt["epoch"] >= config.trainer["epochs"] \
+            and not ckpt.get("partial_epoch"):
+        print(f"{config.resume}: the checkpoint is at epoch {ckpt['epoch']} and "
+              f"trainer.epochs is {config.trainer['epochs']}; nothing to train "
+              f"(override trainer.epochs=N to train longer)")
+        return 0
+
+    if config.dry_run:
+        print(model)
+        print(json.dumps(config.config, indent=2))
+        return 0
+
+    config.make_run_dirs()
+    logger = setup_logging(verbosity, config.log_dir / "info.log")
+    logger.info(f"run {config.run_id}: models in {config.save_dir}, logs in {config.log_dir}")
+    logger.debug(str(model))
+
+    model = model.to(device)
+    if len(device_ids) > 1:
+        model = torch.nn.DataParallel(model, device_ids=device_ids)
+    trainer = Trainer(model, criterion, metrics, optimizer, config, device, data_loader,
+                      valid_data_loader, lr_scheduler)
+    if ckpt is not None:
+        trainer.resume_from(ckpt, finetune=config.finetune)
+        what = "fine-tuning from" if config.finetune else "resuming from"
+        logger.info(f"{what} {config.resume} (epoch {ckpt['epoch']})")
+        if not config.finetune and not config.reused_run:
+            logger.info(f"note: {config.resume.parent} has checkpoints past epoch "
+                        f"{ckpt['epoch']} or is not a run folder; this run writes to "
+                        f"{config.save_dir} and leaves it untouched")
+    trainer.train()
+    get_logger().info(f"done: checkpoints in {config.save_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+
+    from base.base_trainer import Interrupted
+    from logger.logger import close_logging
+    from utils.errors import ConfigError, RunError
+    from utils.parse_config import ConfigParser
+
+    try:
+        config = ConfigParser.from_args(args)
+        config.dry_run = args.dry_run
+        return train(config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        print(f"{e}; checkpoint: {e.path}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    finally:
+        close_logging()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The two kinds of failure a user sees (DESIGN.md section 4).
+
+ConfigError: a bad config, command line or checkpoint -> exit 2, one line.
+RunError: a failure while running (NaN loss, no network) -> exit 1, one line.
+Anything else is a bug and keeps its traceback.
+"""
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(Exception):
+    """The user's config, command line or checkpoint is wrong (exit code 2)."""
+
+
+class RunError(Exception):
+    """Training or evaluation failed while running (exit code 1)."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
+    """Message for a name that does not resolve: suggestion plus the full list."""
+    choices = sorted(choices)
+    listing = ", ".join(choices) if len(choices) <= 40 else ", ".join(choices[:40]) + ", ..."
+    return f"unknown {what} '{name}'{did_you_mean(name, choices)} (available: {listing})"
