@@ -54,14 +54,18 @@ def train(config) -> int:
 
     from logger.logger import get_logger, setup_logging
     from trainer import Trainer
+    from utils.errors import ConfigError
     from utils.util import prepare_device
 
     verbosity = config.trainer["verbosity"]
     logger = setup_logging(verbosity)
     for warning in config.warnings:
         logger.warning(f"warning: {warning}")
-    data_loader, valid_data_loader, model, criterion, metrics, optimizer, lr_scheduler = \
-        build(config)
+    try:
+        data_loader, valid_data_loader, model, criterion, metrics, optimizer, lr_scheduler = \
+            build(config)
+    except ConfigError as e:
+        raise ConfigError(f"{config.source}: {e}") from None
     device, device_ids = prepare_device(config["n_gpu"])
 
     ckpt = config.checkpoint

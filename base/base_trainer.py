@@ -257,9 +257,11 @@ class BaseTrainer:
                 if not finetune:
                     raise ConfigError(f"cannot restore the optimizer state: {e}") from None
                 self.logger.warning(f"warning: optimizer state not restored ({e})")
-            if finetune:  # the new config's hyperparameters over the restored state
+            new_args = self.config["optimizer"].get("args") or {}
+            if finetune or new_args != (ckpt["config"]["optimizer"].get("args") or {}):
+                # the config's hyperparameters (fine-tune, or overrides) over the restored state
                 for group in self.optimizer.param_groups:
-                    group.update(self.config["optimizer"].get("args") or {})
+                    group.update(new_args)
                     group["initial_lr"] = group["lr"]
         else:
             self.logger.warning("warning: optimizer type changed; its state starts fresh")

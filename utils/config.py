@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,20 @@ INJECTED_LOADER_ARGS = ("training", "seed")
 
 # ---------------------------------------------------------------- files
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader that also reads 1e-3 and 1E5 as floats (YAML 1.2 style)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"""),
+    list("-+0123456789"))
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a JSON or YAML config; errors name the file (and line and column)."""
     path = Path(path)
@@ -51,7 +66,7 @@ def load_config_file(path: str | Path) -> dict:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml_load(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
     except yaml.YAMLError as e:
@@ -73,7 +88,7 @@ def save_config(config: dict, path: Path) -> None:
 def parse_value(text: str) -> Any:
     """A command-line value, read as a YAML scalar or list ('0.01', 'true', '[64, 32]', 'null')."""
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yaml_load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
 
@@ -122,9 +137,22 @@ def set_by_path(config: dict, key: str, value: Any, add: bool = False, source: s
             node = node[part]
 
 
-def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """A copy of `config` with every KEY.PATH=VALUE applied in order."""
+def with_defaults(config: dict) -> dict:
+    """A copy of `config` with the optional keys of the schema filled in, so that
+    overrides may set them without '+' (trainer.keep_last=2, seed=1)."""
     config = copy.deepcopy(config)
+    for key, default in (("seed", 0), ("n_gpu", 0), ("metrics", []), ("lr_scheduler", None)):
+        config.setdefault(key, default)
+    if isinstance(config.get("trainer"), dict):
+        for key, default in TRAINER_DEFAULTS.items():
+            if default is not None:
+                config["trainer"].setdefault(key, default)
+    return config
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """A copy of `config` (schema defaults filled in) with every KEY.PATH=VALUE applied."""
+    config = with_defaults(config)
     for item in overrides:
         key, text, add = split_override(item)
         set_by_path(config, key, parse_value(text), add, source=f"override '{item}': ")

@@ -125,6 +125,8 @@ class ConfigParser:
         if reuse is not None:
             self.run_id, self.save_dir = reuse.name, reuse
             self.reused_run = True
+            for stale in reuse.glob(".*.tmp"):  # left by a save that was killed mid-write
+                stale.unlink(missing_ok=True)
         else:
             stamp = datetime.now().strftime("%m%d_%H%M%S")
             while True:  # unique even for runs started in the same second
