@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> dict:
     setup_logging(config.trainer["verbosity"])
 
     data_loader = config.build_data_loader(training=False)
+    if data_loader.n_samples == 0:
+        raise ConfigError(f"{path}: data_loader.args.test_split is 0 in the stored config: "
+                          "there is no test split to evaluate")
     model = config.build_model()
     try:
         model.load_state_dict(ckpt["model_state_dict"])

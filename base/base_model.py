@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn as nn
 
 
-class BaseModel(nn.Module):
+class BaseModel(nn.Module, ABC):
     """Base class for every model.
 
     `input_shape` (the shape of one example's features) registers the buffers

@@ -13,7 +13,7 @@ import math
 import re
 import signal
 import time
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,7 +46,7 @@ class Interrupted(Exception):
         self.path = path
 
 
-class BaseTrainer:
+class BaseTrainer(ABC):
     def __init__(self, model, criterion, metric_fns: dict, optimizer, config, device,
                  lr_scheduler=None):
         self.config = config
