@@ -54,6 +54,7 @@ def train(config) -> int:
 
     from logger.logger import get_logger, setup_logging
     from trainer import Trainer
+    from utils.summary import summarize_on_loader
     from utils.util import prepare_device
 
     verbosity = config.trainer["verbosity"]
@@ -72,8 +73,10 @@ def train(config) -> int:
               f"(override trainer.epochs=N to train longer)")
         return 0
 
+    summary = summarize_on_loader(model, data_loader, config["arch"]["type"])
     if config.dry_run:
         print(model)
+        print(summary)
         print(json.dumps(config.config, indent=2))
         return 0
 
@@ -81,6 +84,7 @@ def train(config) -> int:
     logger = setup_logging(verbosity, config.log_dir / "info.log")
     logger.info(f"run {config.run_id}: models in {config.save_dir}, logs in {config.log_dir}")
     logger.debug(str(model))
+    logger.info(str(summary))
 
     model = model.to(device)
     if len(device_ids) > 1:
