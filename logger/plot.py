@@ -201,7 +201,7 @@ def _plot_curve(ax, run: Run, name: str, color: str) -> None:
         points = [(r["epoch"], r[key]) for r in run.rows if not math.isnan(r[key])]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, style, color=color)
+            ax.plot(xs, ys, style, color=color, marker="o" if len(xs) == 1 else None)
     if run.best_epoch is None:
         return
     ax.axvline(run.best_epoch, color=color, linestyle=":", linewidth=1)
@@ -281,7 +281,9 @@ def load_sweep(path: Path) -> Sweep:
     if not trials:
         raise ConfigError(f"{summary}: no finished trial with a value in '{value_column}' yet")
     mode = _sweep_mode(value_column, trials, columns)
-    return Sweep(str(summary.parent), value_column, mode, params, trials, len(rows))
+    folder = summary.resolve().parent
+    label = f"{folder.parent.name}/{folder.name}" if folder.parent.name else folder.name
+    return Sweep(label, value_column, mode, params, trials, len(rows))
 
 
 def _numeric(values: list[str]) -> list[float] | None:
