@@ -349,3 +349,15 @@ def test_bad_prediction_inputs_are_one_line_errors(runs, tmp_path, capsys, case,
     for text in expected:
         assert text in line, line
     assert not out.exists()
+
+
+def test_plot_without_matplotlib_says_how_to_install(runs, tmp_path):
+    stub = tmp_path / "stub" / "matplotlib"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('matplotlib hidden by the test')\n")
+    r = subprocess.run([sys.executable, "-m", "logger.plot", str(runs[0])], cwd=REPO,
+                       capture_output=True, text=True, timeout=60,
+                       env={**ENV, "PYTHONPATH": str(stub.parent)})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("error:") and "pip install matplotlib" in lines[0]
