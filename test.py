@@ -19,11 +19,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-r", "--resume", required=True, help="checkpoint to evaluate")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES")
     parser.add_argument("--output", help="where to write the metrics JSON "
-                                         "(default: test_metrics.json beside the checkpoint)")
+                                         "(default: test_metrics.json beside the checkpoint), "
+                                         "or with --predict the predictions CSV "
+                                         "(default: predictions.csv beside the checkpoint)")
+    parser.add_argument("--predict", nargs="?", const="", metavar="INPUT_CSV",
+                        help="write predictions instead of metrics: for a CSV file of raw "
+                             "features, or for the test split when no file is given")
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict | None:
     from logger.logger import setup_logging
     from trainer import evaluate
     from utils.checkpoint import load_checkpoint
@@ -53,7 +58,19 @@ def run(args: argparse.Namespace) -> dict:
                           f"{resolved['arch']['type']}: {str(e).splitlines()[0]}") from None
     device, _ = prepare_device(resolved["n_gpu"])
     model = model.to(device)
-    return evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device)
+    if args.predict is not None:
+        from utils.predict import predict
+
+        out = Path(args.output) if args.output else path.parent / "predictions.csv"
+        predict(model, data_loader, device, args.predict, out, resolved["arch"]["type"])
+        print(f"saved {out}")
+        return None
+    metrics = evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device)
+    from logger.report import write_test_report
+
+    write_test_report(model, data_loader, device, Path(args.output).parent if args.output
+                      else path.parent)
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if metrics is None:  # --predict wrote its file
+        return 0
     out = Path(args.output) if args.output else Path(args.resume).parent / "test_metrics.json"
     for name, value in metrics.items():
         print(f"{name}: {value:.6f}")

@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build(config, training: bool = True):
     """Data loaders, model, loss, metrics, optimizer and scheduler of a config."""
     from utils.checkpoint import seed_everything
+    from utils.errors import ConfigError
 
     seed_everything(config["seed"])
     data_loader = config.build_data_loader(training=training)
@@ -38,7 +39,10 @@ def build(config, training: bool = True):
     model = config.build_model()
     stats = data_loader.feature_stats()
     if stats is not None:
-        model.set_standardization(*stats)
+        try:
+            model.set_standardization(*stats)
+        except ValueError as e:
+            raise ConfigError(f"arch.args: {e}") from None
     criterion = config.build_criterion()
     metrics = config.build_metrics()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -55,6 +59,7 @@ def train(config) -> int:
     from logger.logger import get_logger, setup_logging
     from trainer import Trainer
     from utils.errors import ConfigError
+    from utils.summary import summarize_on_loader
     from utils.util import prepare_device
 
     verbosity = config.trainer["verbosity"]
@@ -76,8 +81,10 @@ def train(config) -> int:
               f"(override trainer.epochs=N to train longer)")
         return 0
 
+    summary = summarize_on_loader(model, data_loader, config["arch"]["type"])
     if config.dry_run:
         print(model)
+        print(summary)
         print(json.dumps(config.config, indent=2))
         return 0
 
@@ -85,6 +92,7 @@ def train(config) -> int:
     logger = setup_logging(verbosity, config.log_dir / "info.log")
     logger.info(f"run {config.run_id}: models in {config.save_dir}, logs in {config.log_dir}")
     logger.debug(str(model))
+    logger.info(str(summary))
 
     model = model.to(device)
     if len(device_ids) > 1:

@@ -46,6 +46,9 @@ class BaseModel(nn.Module, ABC):
         """Copy training-split statistics into the buffers (std of 0 becomes 1)."""
         if self.input_mean is None:
             return
+        if mean.numel() != self.input_mean.numel():
+            raise ValueError(f"the model takes inputs of shape {tuple(self.input_mean.shape)} "
+                             f"but the data has {mean.numel()} features per example")
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
         self.input_mean.copy_(mean.reshape(self.input_mean.shape))
         self.input_std.copy_(std.reshape(self.input_std.shape))

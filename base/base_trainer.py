@@ -161,6 +161,7 @@ class BaseTrainer(ABC):
             self.history.append(row)
             self.csv.write(row)
             self.writer.write(row, epoch)
+            self.writer.histograms(self.plain_model, epoch)
             self.logger.info("    ".join(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}"
                                          for k, v in row.items()))
 

@@ -33,10 +33,18 @@ class MetricsCSV:
 
 
 class TensorboardWriter:
-    """Scalars per epoch under the run's log folder; a warning when tensorboard is missing."""
+    """TensorBoard event files in the run's log folder (trainer.tensorboard: true).
+
+    Per epoch: scalars `loss/train`, `loss/valid`, `<metric>/train`,
+    `<metric>/valid` and `lr`; every `trainer.histogram_period` epochs a
+    histogram of every parameter (`parameters/<name>`); once, the config as
+    text. Enabled but not installed: a warning, and training goes on.
+    """
 
     def __init__(self, log_dir: Path, enabled: bool, config: dict | None = None):
         self.writer = None
+        trainer = (config or {}).get("trainer") or {}
+        self.histogram_period = int(trainer.get("histogram_period", 0) or 0)
         if not enabled:
             return
         try:
@@ -66,6 +74,14 @@ class TensorboardWriter:
             else:
                 tag = f"{key}/train"
             self.writer.add_scalar(tag, value, step)
+        self.writer.flush()  # visible in a running TensorBoard after every epoch
+
+    def histograms(self, model, epoch: int) -> None:
+        """A histogram of every parameter, on epochs that are multiples of histogram_period."""
+        if self.writer is None or self.histogram_period <= 0 or epoch % self.histogram_period:
+            return
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(f"parameters/{name}", param.detach().float().cpu(), epoch)
 
     def close(self) -> None:
         if self.writer is not None:

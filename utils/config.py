@@ -30,6 +30,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "early_stop": 0,
     "tensorboard": False,
     "keep_last": 0,
+    "histogram_period": 10,
 }
 TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
              "lr_scheduler", "trainer", "sweep")
@@ -323,6 +324,9 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
             "trainer.keep_last", "an integer >= 0 (0 = keep all)", resolved["keep_last"])
     _expect(isinstance(resolved["tensorboard"], bool), "trainer.tensorboard", "true or false",
             resolved["tensorboard"])
+    _expect(_is_int(resolved["histogram_period"]) and resolved["histogram_period"] >= 0,
+            "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
+            resolved["histogram_period"])
     _expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
             "a folder path", resolved["save_dir"])
     monitor = resolved["monitor"]

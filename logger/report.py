@@ -1,0 +1,114 @@
+"""test.py's report for classification: confusion matrix and per-class precision/recall/F1.
+
+Printed, and saved beside the metrics JSON as confusion_matrix.csv and
+classification_report.json (sklearn.metrics), plus confusion_matrix.png when
+matplotlib (the `plot` extra) is installed. Regression models get no report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from utils.errors import RunError
+
+PRINT_MAX_CLASSES = 20  # larger matrices are only saved
+
+
+def confusion_and_report(output: torch.Tensor, target: torch.Tensor):
+    """(confusion matrix as a numpy array, report text, report dict) over all C classes."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    labels = list(range(output.shape[1]))
+    pred = output.argmax(dim=1).numpy()
+    true = target.numpy()
+    matrix = confusion_matrix(true, pred, labels=labels)
+    kwargs = dict(labels=labels, zero_division=0)
+    text = classification_report(true, pred, digits=4, **kwargs)
+    table = classification_report(true, pred, output_dict=True, **kwargs)
+    return matrix, text, table
+
+
+def format_matrix(matrix) -> str:
+    n = len(matrix)
+    width = max(len(str(int(matrix.max(initial=0)))), len(str(n - 1)), 4)
+    head = "true\\pred".ljust(10) + " ".join(str(c).rjust(width) for c in range(n))
+    rows = [str(i).ljust(10) + " ".join(str(int(v)).rjust(width) for v in row)
+            for i, row in enumerate(matrix)]
+    return "\n".join([head, *rows])
+
+
+def write_matrix_csv(matrix, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true\\pred", *range(len(matrix))])
+        for i, row in enumerate(matrix):
+            writer.writerow([i, *(int(v) for v in row)])
+
+
+def write_matrix_png(matrix, path: Path) -> bool:
+    """confusion_matrix.png; False when matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    n = len(matrix)
+    side = min(max(4.0, 0.45 * n + 1.5), 16.0)
+    fig = Figure(figsize=(side + 1.0, side), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion matrix (test split)")
+    if n <= PRINT_MAX_CLASSES:
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        threshold = matrix.max(initial=0) / 2
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize="small",
+                        color="white" if matrix[i, j] > threshold else "black")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return True
+
+
+def classification_report_files(output: torch.Tensor, target: torch.Tensor, out_dir: Path,
+                                echo=print) -> list[Path]:
+    """Print the confusion matrix and per-class report; save them in `out_dir`."""
+    matrix, text, table = confusion_and_report(output, target)
+    n = len(matrix)
+    if n <= PRINT_MAX_CLASSES:
+        echo("confusion matrix (rows: true class, columns: predicted class):")
+        echo(format_matrix(matrix))
+    echo("per-class report:")
+    echo(text.rstrip())
+    written = [out_dir / "confusion_matrix.csv", out_dir / "classification_report.json"]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_matrix_csv(matrix, written[0])
+        written[1].write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+        png = out_dir / "confusion_matrix.png"
+        if write_matrix_png(matrix, png):
+            written.append(png)
+        else:
+            echo("(pip install matplotlib for a PNG of the confusion matrix)")
+    except OSError as e:
+        raise RunError(f"cannot write the report in {out_dir}: {e}") from None
+    for p in written:
+        echo(f"saved {p}")
+    return written
+
+
+def write_test_report(model, loader, device, out_dir: Path) -> list[Path]:
+    """The classification report of `model` on `loader` (nothing for regression)."""
+    from utils.predict import collect_outputs, is_classification
+
+    output, target = collect_outputs(model, loader, device)
+    if len(output) == 0 or not is_classification(output, target):
+        return []
+    return classification_report_files(output, target, out_dir)

@@ -1,0 +1,211 @@
+"""Predictions of a trained model: on the test split, or on a user's CSV file of features.
+
+    python test.py -r <checkpoint> --predict [input.csv] [--output predictions.csv]
+
+The model standardizes its inputs itself (BaseModel's buffers), so raw
+features go in as they are. Classification (integer targets, more than one
+output per example) writes the predicted class and the softmax probability
+of every class; regression writes the output values.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import torch
+
+from utils.errors import ConfigError, RunError
+
+BATCH_SIZE = 1024
+
+
+# ---------------------------------------------------------------- running the model
+
+@torch.no_grad()
+def collect_outputs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs and the targets over every batch of `loader`, on the CPU."""
+    from trainer.trainer import to_device
+
+    model.eval()
+    outputs, targets = [], []
+    for batch in loader:
+        *inputs, target = to_device(batch, device)
+        outputs.append(model(*inputs).cpu())
+        targets.append(target.cpu())
+    if not outputs:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def is_classification(output: torch.Tensor, target: torch.Tensor | None) -> bool:
+    """Integer class targets and one score per class (output of shape (N, C), C > 1)."""
+    integer_target = target is None or not (target.is_floating_point() or target.is_complex())
+    return integer_target and output.ndim == 2 and output.shape[1] > 1
+
+
+def probe_batch(loader) -> tuple | None:
+    """The first batch (inputs..., target) of `loader`, or None when it is empty."""
+    for batch in loader:
+        return tuple(batch)
+    return None
+
+
+# ---------------------------------------------------------------- reading a user's CSV
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def read_features(path: Path, n_features: int) -> torch.Tensor:
+    """A float32 tensor (rows, n_features) from a CSV file; an optional header row is skipped.
+
+    A first row with no number in it is a header. Errors name the file, the
+    row (and line) and the column.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: input file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            lines = list(_rows(csv.reader(f)))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
+    except csv.Error as e:
+        raise ConfigError(f"{path}: malformed CSV: {e}") from None
+    header = None
+    if lines and not any(_is_number(c) for c in lines[0][1]):
+        line_no, header = lines.pop(0)
+        if len(header) != n_features:
+            raise ConfigError(f"{path}: the header (line {line_no}) names {len(header)} columns, "
+                              f"expected {n_features} (the model's input features)")
+    if not lines:
+        raise ConfigError(f"{path}: no rows of features")
+    values = []
+    for row_no, (line_no, row) in enumerate(lines, start=1):
+        if len(row) != n_features:
+            raise ConfigError(f"{path}: row {row_no} (line {line_no}) has {len(row)} columns, "
+                              f"expected {n_features} (the model's input features)")
+        for col_no, cell in enumerate(row, start=1):
+            try:
+                value = float(cell)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value):
+                name = f" ('{header[col_no - 1]}')" if header and col_no <= len(header) else ""
+                what = "is empty" if not cell.strip() else (
+                    "is not a number" if value is None else "is not a finite number")
+                raise ConfigError(f"{path}: row {row_no} (line {line_no}), column {col_no}"
+                                  f"{name}: {cell!r} {what}")
+        values.append([float(c) for c in row])
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _rows(reader):
+    """(line number, cells) of every non-blank row."""
+    for row in reader:
+        if row and any(c.strip() for c in row):
+            yield reader.line_num, row
+
+
+# ---------------------------------------------------------------- writing
+
+def _columns(name: str, width: int) -> list[str]:
+    return [name] if width == 1 else [f"{name}_{i}" for i in range(width)]
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(len(t), -1)
+
+
+def prediction_table(output: torch.Tensor, classification: bool) -> tuple[list[str], list[list]]:
+    """Column names and rows: class and probabilities, or the output values."""
+    if classification:
+        probs = torch.softmax(output.double(), dim=1)
+        header = ["prediction", *[f"prob_{c}" for c in range(output.shape[1])]]
+        rows = [[int(k), *(f"{p:.6g}" for p in ps)]
+                for k, ps in zip(output.argmax(dim=1).tolist(), probs.tolist())]
+        return header, rows
+    values = _flat(output.double())
+    return _columns("prediction", values.shape[1]), [[f"{v:.8g}" for v in r]
+                                                     for r in values.tolist()]
+
+
+def _target_cells(target: torch.Tensor, classification: bool) -> tuple[list[str], list[list]]:
+    if classification:
+        return ["target"], [[int(t)] for t in target.tolist()]
+    values = _flat(target.double())
+    return _columns("target", values.shape[1]), [[f"{v:.8g}" for v in r] for r in values.tolist()]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e}") from None
+
+
+# ---------------------------------------------------------------- the two cases
+
+def predict_test_split(model, loader, device, out: Path) -> Path:
+    """predictions.csv for the test split: index, target, prediction (and probabilities)."""
+    output, target = collect_outputs(model, loader, device)
+    if len(output) == 0:
+        raise ConfigError("the checkpoint's config holds out no test split "
+                          "(data_loader.args.test_split is 0): give --predict INPUT.csv")
+    classification = is_classification(output, target)
+    header, rows = prediction_table(output, classification)
+    t_header, t_rows = _target_cells(target, classification)
+    indices = getattr(loader, "indices", None)
+    if indices is None or len(indices) != len(output):
+        indices = torch.arange(len(output))
+    write_csv(out, ["index", *t_header, *header],
+              [[i, *t, *r] for i, t, r in zip(indices.tolist(), t_rows, rows)])
+    return out
+
+
+def _feature_shape(model, probe: tuple | None, arch: str) -> tuple[int, ...]:
+    """The shape of one example's features, from a test batch or the model's buffers."""
+    if probe is not None:
+        inputs = probe[:-1]
+        if len(inputs) != 1 or not inputs[0].is_floating_point():
+            kinds = ", ".join(f"{t.dtype} {list(t.shape[1:])}" for t in inputs)
+            raise ConfigError(f"--predict FILE: {arch} takes inputs ({kinds}), not one row of "
+                              f"numeric features; use --predict without a file to predict "
+                              f"the test split")
+        return tuple(inputs[0].shape[1:])
+    mean = getattr(model, "input_mean", None)
+    if isinstance(mean, torch.Tensor):
+        return tuple(mean.shape)
+    raise ConfigError(f"--predict FILE: cannot tell how many features {arch} takes "
+                      "(no test split and no standardization buffers)")
+
+
+@torch.no_grad()
+def predict_file(model, loader, device, input_csv: Path, out: Path, arch: str = "") -> Path:
+    """predictions.csv for a CSV of raw features: row, prediction (and probabilities)."""
+    probe = probe_batch(loader)
+    shape = _feature_shape(model, probe, arch or type(model).__name__)
+    n_features = math.prod(shape)
+    x = read_features(input_csv, n_features).reshape(-1, *shape)
+    model.eval()
+    output = torch.cat([model(chunk.to(device)).cpu() for chunk in x.split(BATCH_SIZE)])
+    target = probe[-1] if probe is not None else None
+    header, rows = prediction_table(output, is_classification(output, target))
+    write_csv(out, ["row", *header], [[i, *r] for i, r in enumerate(rows, start=1)])
+    return out
+
+
+def predict(model, loader, device, input_csv: str | None, out: Path, arch: str = "") -> Path:
+    """Predictions of the test split (input_csv None or '') or of a CSV file, written to `out`."""
+    if input_csv:
+        return predict_file(model, loader, device, Path(input_csv), out, arch)
+    return predict_test_split(model, loader, device, out)
