@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -74,14 +75,15 @@ def fetch_california_housing(data_home: str | None, download: bool):
 
     home = get_data_home(data_home)
     try:
-        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with socket_timeout(DOWNLOAD_TIMEOUT_S), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn's "Retry downloading" warning
             return fetch(data_home=data_home, download_if_missing=download, return_X_y=True,
                          n_retries=1, delay=0.5)
     except OSError as e:  # URLError, timeouts, refused connections, no cache
         why = "download is false" if not download else f"the download failed: {e}"
         raise RunError(f"data_loader.args.dataset: california_housing is not in scikit-learn's "
                        f"cache at {home} and {why}; it needs a network connection once, to "
-                       f"download (about 0.5 MB), after which it is read from that cache "
+                       f"download (a small archive), after which it is read from that cache "
                        f"offline") from None
 
 
@@ -99,7 +101,8 @@ class SklearnDataLoader(BaseDataLoader):
                  standardize: bool = True, split_seed: int = 0, data_home: str | None = None,
                  download: bool = True, training: bool = True, seed: int = 0):
         if dataset not in SKLEARN_SETS:
-            raise ConfigError(f"data_loader.args.dataset: {unknown_name('data set', dataset, SKLEARN_SETS)}")
+            raise ConfigError("data_loader.args.dataset: "
+                              + unknown_name("data set", dataset, SKLEARN_SETS))
         fn_name, self.task = SKLEARN_SETS[dataset]
         if dataset == "california_housing":
             x, y = fetch_california_housing(data_home, download)

@@ -11,6 +11,7 @@ must not disturb it. Everything is a pure function of `data_seed`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 MAX_LABEL_COUNT = 4
@@ -24,18 +25,16 @@ def majority_marker_task(n_samples: int, vocab_size: int, n_class: int, min_len:
                          f"padding), got n_class={n_class}, vocab_size={vocab_size}")
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got {min_len} and {max_len}")
-    g = torch.Generator().manual_seed(data_seed)
-    sequences, labels = [], []
-    for _ in range(n_samples):
-        label = int(torch.randint(n_class, (), generator=g))
-        top = int(torch.randint(2, MAX_LABEL_COUNT + 1, (), generator=g))
-        counts = torch.randint(0, top, (n_class,), generator=g)  # others: fewer than `top`
-        counts[label] = top
-        markers = torch.repeat_interleave(torch.arange(1, n_class + 1), counts)
-        length = max(int(torch.randint(min_len, max_len + 1, (), generator=g)), len(markers))
-        seq = torch.randint(n_class + 1, vocab_size, (length,), generator=g)
-        places = torch.randperm(length, generator=g)[:len(markers)]
-        seq[places] = markers
-        sequences.append(seq)
-        labels.append(label)
-    return sequences, torch.tensor(labels, dtype=torch.int64)
+    rng = np.random.default_rng(data_seed)
+    labels = rng.integers(n_class, size=n_samples)
+    top = rng.integers(2, MAX_LABEL_COUNT + 1, size=n_samples)
+    counts = rng.integers(0, top[:, None], size=(n_samples, n_class))  # others: fewer than top
+    counts[np.arange(n_samples), labels] = top
+    lengths = np.maximum(rng.integers(min_len, max_len + 1, size=n_samples), counts.sum(1))
+    markers = np.arange(1, n_class + 1)
+    sequences = []
+    for length, count in zip(lengths, counts):
+        seq = rng.integers(n_class + 1, vocab_size, size=length)
+        seq[rng.permutation(length)[:count.sum()]] = np.repeat(markers, count)
+        sequences.append(torch.from_numpy(seq).long())
+    return sequences, torch.from_numpy(labels).long()
