@@ -368,7 +368,8 @@ def test_california_housing_offline_is_a_clear_run_error(tmp_path):
     r = train("-c", CONFIG / "diabetes_regression.yaml", "data_loader.args.dataset=california_housing",
               "arch.args.in_features=8", f"+data_loader.args.data_home={cache}",
               save_dir=tmp_path / "saved", timeout=120,
-              env={"https_proxy": closed, "HTTPS_PROXY": closed, "no_proxy": "", "NO_PROXY": ""})
+              env={"https_proxy": closed, "HTTPS_PROXY": closed, "http_proxy": closed,
+                   "HTTP_PROXY": closed, "no_proxy": "", "NO_PROXY": ""})
     assert r.returncode == 1, r.stderr
     line = error_line(r)
     assert "california_housing" in line and "network" in line and str(cache) in line
