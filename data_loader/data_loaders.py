@@ -73,7 +73,11 @@ def fetch_california_housing(data_home: str | None, download: bool):
     from sklearn.datasets import fetch_california_housing as fetch
     from sklearn.datasets import get_data_home
 
-    home = get_data_home(data_home)
+    try:
+        home = get_data_home(data_home)  # creates the folder
+    except OSError as e:
+        raise RunError(f"data_loader.args.data_home: cannot use {data_home} as scikit-learn's "
+                       f"data folder: {e}") from None
     try:
         with socket_timeout(DOWNLOAD_TIMEOUT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scikit-learn's "Retry downloading" warning
