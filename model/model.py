@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from base import BaseModel
+from model.init import freeze as freeze_parts
 from model.init import init_weights
 
 
@@ -25,11 +26,15 @@ class MLP(BaseModel):
     `container` builds the hidden stack as nn.Sequential (called as one
     module) or nn.ModuleList (iterated in forward); both hold the same layers
     under the same names, so parameters, init and outputs are identical.
+    `init` names the weight initialisation of the Linear layers (model.init.INITS)
+    and `bias_init` the constant their biases start from (with any init but
+    'default'). `freeze` lists parts to keep fixed, e.g. ["hidden.0"] or ["output"].
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: int = 128, depth: int = 2,
                  activation: str = "Tanh", container: str = "sequential", dropout: float = 0.0,
-                 batch_norm: bool = False, init: str = "default"):
+                 batch_norm: bool = False, init: str = "default", bias_init: float = 0.0,
+                 freeze: list[str] | None = None):
         super().__init__(input_shape=(in_features,))
         if container not in ("sequential", "modulelist"):
             raise ValueError(f"container must be 'sequential' or 'modulelist', got {container!r}")
@@ -46,7 +51,8 @@ class MLP(BaseModel):
         self.container = container
         self.hidden = nn.Sequential(*layers) if container == "sequential" else nn.ModuleList(layers)
         self.output = nn.Linear(width, out_features)
-        init_weights(self, init)
+        init_weights(self, init, bias=bias_init)
+        freeze_parts(self, freeze)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.standardize(x)
