@@ -26,11 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     from logger.logger import setup_logging
     from trainer import evaluate
+    from utils import dist
     from utils.checkpoint import load_checkpoint
     from utils.config import validate_config
     from utils.errors import ConfigError
     from utils.parse_config import ConfigParser
-    from utils.util import prepare_device
 
     path = Path(args.resume)
     ckpt = load_checkpoint(path)
@@ -48,25 +48,33 @@ def run(args: argparse.Namespace) -> dict:
     except RuntimeError as e:
         raise ConfigError(f"{path}: weights do not fit the model "
                           f"{resolved['arch']['type']}: {str(e).splitlines()[0]}") from None
-    device, _ = prepare_device(resolved["n_gpu"])
+    device, _ = dist.setup_device(resolved["n_gpu"])  # under torchrun: each rank a shard
+    dist.shard_loaders(data_loader)
     model = model.to(device)
-    return evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device)
+    return evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device,
+                    resolved["trainer"]["amp"])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    from utils import dist
     from utils.errors import ConfigError, RunError
 
     try:
         metrics = run(args)
+        main_rank = dist.is_main()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        dist.cleanup()
+    if not main_rank:  # under torchrun every rank has the merged metrics; rank 0 reports
+        return 0
     out = Path(args.output) if args.output else Path(args.resume).parent / "test_metrics.json"
     for name, value in metrics.items():
         print(f"{name}: {value:.6f}")
