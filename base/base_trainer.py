@@ -136,8 +136,9 @@ class BaseTrainer:
             if self.stop_signal is not None and signum == signal.SIGINT and not self.distributed:
                 raise KeyboardInterrupt
             self.stop_signal = signum
+            again = " (Ctrl-C again aborts)" if not self.distributed else ""
             self.logger.warning(f"{signal.Signals(signum).name} received: stopping after the "
-                                "current batch to save a checkpoint (Ctrl-C again aborts)")
+                                f"current batch to save a checkpoint{again}")
 
         try:
             previous = {s: signal.signal(s, request_stop) for s in EXIT_CODES}
@@ -265,7 +266,7 @@ class BaseTrainer:
             return path
         save_atomic(state, path)
         self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches; "
-                            f"saved {path}\nresume with: python train.py -r {path}")
+                            f"saved {path}\nresume with: {dist.launch_command()} -r {path}")
         return path
 
     def resume_from(self, ckpt: dict, finetune: bool = False) -> None:

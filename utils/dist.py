@@ -82,6 +82,17 @@ def backend_name() -> str:
     return dist.get_backend() if is_distributed() else "none"
 
 
+def launch_command(script: str = "train.py") -> str:
+    """How to start `script` again with this run's number of processes."""
+    if not is_distributed():
+        return f"python {script}"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", get_world_size()))
+    nodes = get_world_size() // max(local, 1)
+    if nodes > 1:
+        return f"torchrun --nnodes={nodes} --nproc_per_node={local} --rdzv-endpoint=... {script}"
+    return f"torchrun --standalone --nproc_per_node={local} {script}"
+
+
 def _current_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
