@@ -31,7 +31,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "keep_last": 0,
     "amp": "off",
     "accumulate_steps": 1,
-    "clip_grad_norm": None,
+    "clip_grad_norm": 0,
 }
 AMP_MODES = ("off", "bf16", "fp16")
 TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
@@ -129,6 +129,10 @@ def set_by_path(config: dict, key: str, value: Any, add: bool = False, source: s
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     """A copy of `config` with every KEY.PATH=VALUE applied in order."""
     config = copy.deepcopy(config)
+    if isinstance(config.get("trainer"), dict):  # trainer keys with defaults need no '+'
+        for k, v in TRAINER_DEFAULTS.items():
+            if v is not None:
+                config["trainer"].setdefault(k, v)
     for item in overrides:
         key, text, add = split_override(item)
         set_by_path(config, key, parse_value(text), add, source=f"override '{item}': ")
@@ -301,8 +305,9 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
             resolved["tensorboard"])
     _expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
             "a folder path", resolved["save_dir"])
-    if resolved["amp"] is False:  # YAML reads a bare `off` as false
-        resolved["amp"] = "off"
+    for key in ("amp", "monitor"):
+        if resolved[key] is False:  # YAML reads a bare `off` as false
+            resolved[key] = "off"
     _expect(resolved["amp"] in AMP_MODES, "trainer.amp", "off, bf16 or fp16", resolved["amp"])
     _expect(_is_int(resolved["accumulate_steps"]) and resolved["accumulate_steps"] >= 1,
             "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
