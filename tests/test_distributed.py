@@ -236,8 +236,13 @@ def test_one_step_equals_one_single_process_step_of_32(one_step_reference, save_
     args = ["-c", DIGITS, *ONE_STEP, f"data_loader.args.batch_size={batch}",
             f"trainer.accumulate_steps={accumulate}", f"trainer.clip_grad_norm={clip}"]
     if launcher == "torchrun":
-        r = ddp_train(*args, save_dir=save_dir)
+        # and early stopping ends every rank together: val_loss falls, so 'max' stops at 2
+        r = ddp_train(*args, "trainer.epochs=5", "trainer.save_period=1",
+                      "trainer.monitor=max val_loss",
+                      "trainer.early_stop=1", save_dir=save_dir)
         assert r.returncode == 0, r.stdout + r.stderr
+        assert "early stop after epoch 2" in r.stdout
+        assert not (only_run(save_dir, "digits_mlp") / "checkpoint-epoch3.pth").exists()
     else:
         assert train_here(*args, save_dir=save_dir) == 0
     got = load(only_run(save_dir, "digits_mlp") / "checkpoint-epoch1.pth")["model_state_dict"]
