@@ -133,6 +133,7 @@ class Trainer(BaseTrainer):
 
         result = stats.gathered(self.device).result(self.metric_fns)
         if self.valid_data_loader is not None:
+            dist.sync_buffers(self.plain_model)
             val = evaluate(self.model, self.valid_data_loader, self.criterion, self.metric_fns,
                            self.device, self.amp)
             result.update({f"val_{k}": v for k, v in val.items()})

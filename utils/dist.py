@@ -150,6 +150,20 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+@torch.no_grad()
+def sync_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Rank `src`'s buffers (BatchNorm running statistics) on every rank.
+
+    DDP broadcasts them at the start of each training forward, but each rank
+    then updates its own copy on its own batch; evaluating, every rank must
+    use the buffers the checkpoint (written by rank 0) holds.
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src)
+
+
 def max_int(value: int, device: torch.device | None = None) -> int:
     """The largest `value` over all ranks (used to agree on stopping)."""
     if not is_distributed():
