@@ -31,11 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict | None:
     from logger.logger import setup_logging
     from trainer import evaluate
+    from utils import dist
     from utils.checkpoint import load_checkpoint
     from utils.config import validate_config
     from utils.errors import ConfigError
     from utils.parse_config import ConfigParser
-    from utils.util import prepare_device
 
     path = Path(args.resume)
     ckpt = load_checkpoint(path)
@@ -56,20 +56,26 @@ def run(args: argparse.Namespace) -> dict | None:
     except RuntimeError as e:
         raise ConfigError(f"{path}: weights do not fit the model "
                           f"{resolved['arch']['type']}: {str(e).splitlines()[0]}") from None
-    device, _ = prepare_device(resolved["n_gpu"])
+    device, _ = dist.setup_device(resolved["n_gpu"])  # under torchrun: each rank a shard
     model = model.to(device)
-    if args.predict is not None:
+    if args.predict is not None:  # rank 0 predicts the whole file or split
+        if not dist.is_main():
+            return None
         from utils.predict import predict
 
         out = Path(args.output) if args.output else path.parent / "predictions.csv"
         predict(model, data_loader, device, args.predict, out, resolved["arch"]["type"])
         print(f"saved {out}")
         return None
-    metrics = evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device)
-    from logger.report import write_test_report
+    dist.shard_loaders(data_loader)
+    metrics = evaluate(model, data_loader, config.build_criterion(), config.build_metrics(), device,
+                       resolved["trainer"]["amp"])
+    if dist.is_main():
+        from logger.report import write_test_report
 
-    write_test_report(model, data_loader, device, Path(args.output).parent if args.output
-                      else path.parent)
+        data_loader.shard(0, 1)  # the report reads the whole test split on one rank
+        write_test_report(model, data_loader, device, Path(args.output).parent if args.output
+                          else path.parent)
     return metrics
 
 
@@ -77,17 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    from utils import dist
     from utils.errors import ConfigError, RunError
 
     try:
         metrics = run(args)
+        main_rank = dist.is_main()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if metrics is None:  # --predict wrote its file
+    finally:
+        dist.cleanup()
+    if metrics is None or not main_rank:  # --predict wrote its file; rank 0 reports
         return 0
     out = Path(args.output) if args.output else Path(args.resume).parent / "test_metrics.json"
     for name, value in metrics.items():

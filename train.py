@@ -58,27 +58,34 @@ def train(config) -> int:
 
     from logger.logger import get_logger, setup_logging
     from trainer import Trainer
+    from trainer.trainer import check_amp
+    from utils import dist
     from utils.errors import ConfigError
     from utils.summary import summarize_on_loader
-    from utils.util import prepare_device
+    from utils.util import use_pinned_memory
 
     verbosity = config.trainer["verbosity"]
     logger = setup_logging(verbosity)
+    device, device_ids = dist.setup_device(config["n_gpu"])
+    dist.quiet_unless_main(logger)
     for warning in config.warnings:
         logger.warning(f"warning: {warning}")
     try:
         data_loader, valid_data_loader, model, criterion, metrics, optimizer, lr_scheduler = \
             build(config)
+        check_amp(config.trainer["amp"], device)
     except ConfigError as e:
         raise ConfigError(f"{config.source}: {e}") from None
-    device, device_ids = prepare_device(config["n_gpu"])
+    dist.shard_loaders(data_loader, valid_data_loader)
+    use_pinned_memory(device, data_loader, valid_data_loader)
 
     ckpt = config.checkpoint
     if ckpt is not None and ckpt["epoch"] >= config.trainer["epochs"] \
             and not ckpt.get("partial_epoch"):
-        print(f"{config.resume}: the checkpoint is at epoch {ckpt['epoch']} and "
-              f"trainer.epochs is {config.trainer['epochs']}; nothing to train "
-              f"(override trainer.epochs=N to train longer)")
+        if dist.is_main():
+            print(f"{config.resume}: the checkpoint is at epoch {ckpt['epoch']} and "
+                  f"trainer.epochs is {config.trainer['epochs']}; nothing to train "
+                  f"(override trainer.epochs=N to train longer)")
         return 0
 
     summary = summarize_on_loader(model, data_loader, config["arch"]["type"])
@@ -88,14 +95,26 @@ def train(config) -> int:
         print(json.dumps(config.config, indent=2))
         return 0
 
-    config.make_run_dirs()
-    logger = setup_logging(verbosity, config.log_dir / "info.log")
+    if dist.is_main():
+        config.make_run_dirs()
+    config.run_id, config.save_dir, config.log_dir, config.reused_run = dist.broadcast_object(
+        (config.run_id, config.save_dir, config.log_dir, config.reused_run))
+    logger = setup_logging(verbosity, config.log_dir / "info.log" if dist.is_main() else None)
+    dist.quiet_unless_main(logger)
     logger.info(f"run {config.run_id}: models in {config.save_dir}, logs in {config.log_dir}")
     logger.debug(str(model))
     logger.info(str(summary))
 
     model = model.to(device)
-    if len(device_ids) > 1:
+    if dist.is_distributed():
+        model = dist.wrap_ddp(model, device)
+        logger.info(f"DistributedDataParallel: {dist.get_world_size()} processes "
+                    f"({dist.backend_name()}); effective batch = batch_size x "
+                    f"{dist.get_world_size()} x trainer.accumulate_steps")
+    elif len(device_ids) > 1:
+        logger.warning(f"warning: n_gpu {len(device_ids)} uses DataParallel in one process; "
+                       "torchrun is faster: torchrun --standalone "
+                       f"--nproc_per_node={len(device_ids)} train.py ...")
         model = torch.nn.DataParallel(model, device_ids=device_ids)
     trainer = Trainer(model, criterion, metrics, optimizer, config, device, data_loader,
                       valid_data_loader, lr_scheduler)
@@ -119,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from base.base_trainer import Interrupted
     from logger.logger import close_logging
+    from utils.dist import cleanup as cleanup_distributed
     from utils.errors import ConfigError, RunError
     from utils.parse_config import ConfigParser
 
@@ -140,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         close_logging()
+        cleanup_distributed()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ class EpochBatchSampler:
 
     With world_size > 1 each rank takes a disjoint shard of the epoch's order.
     `even=True` (training) pads the order so that every rank gets the same
-    number of batches; `even=False` (evaluation) never repeats a sample.
+    number of batches, and deals it out sample by sample, so the ranks' first
+    batches together are the first world_size * batch_size samples.
+    `even=False` (evaluation) never repeats a sample and deals out whole
+    batches (rank r gets batches r, r + world_size, ...), so every batch is
+    the one a single process would see and merged sums equal its sums.
     """
 
     def __init__(self, indices: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0,
@@ -56,8 +60,8 @@ class EpochBatchSampler:
         if self.shuffle:
             g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
             order = order[torch.randperm(len(order), generator=g)]
-        if self.world_size > 1:
-            if self.even and len(order) % self.world_size:
+        if self.world_size > 1 and self.even:
+            if len(order) % self.world_size:
                 pad = self.world_size - len(order) % self.world_size
                 order = torch.cat([order, order[:pad]])
             order = order[self.rank::self.world_size]
@@ -65,18 +69,23 @@ class EpochBatchSampler:
 
     def _num_samples(self) -> int:
         n = len(self.indices)
-        if self.world_size > 1:
-            n = -(-n // self.world_size) if self.even else len(range(self.rank, n, self.world_size))
+        if self.world_size > 1 and self.even:
+            n = -(-n // self.world_size)
         return n
 
     def __len__(self) -> int:
         n = self._num_samples()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.world_size > 1 and not self.even:
+            n = len(range(self.rank, n, self.world_size))
+        return n
 
     def __iter__(self) -> Iterator:
         batches = self.epoch_order().split(self.batch_size)
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
+        if self.world_size > 1 and not self.even:
+            batches = batches[self.rank::self.world_size]
         for batch in batches[self.start_batch:]:
             yield batch.tolist() if self.as_list else batch
 

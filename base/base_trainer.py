@@ -21,12 +21,14 @@ import torch
 
 from logger.logger import get_logger
 from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
+from utils import dist
 from utils.checkpoint import capture_rng_state, restore_rng_state, save_atomic
 from utils.config import parse_monitor
 from utils.errors import ConfigError
 
 INTERRUPT_NAME = "checkpoint-interrupted.pth"
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+DIST_STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' (collective) stop checks
 
 
 class StopTraining(Exception):
@@ -63,7 +65,12 @@ class BaseTrainer(ABC):
         self.save_period = cfg["save_period"]
         self.keep_last = cfg["keep_last"]
         self.early_stop = cfg["early_stop"]
-        self.verbosity = cfg["verbosity"]
+        # torch.distributed: rank 0 writes every file; all ranks agree on stopping
+        self.distributed = dist.is_distributed()
+        self.is_main = dist.is_main()
+        self.verbosity = cfg["verbosity"] if self.is_main else 0
+        self.stop_check_every = cfg.get("accumulate_steps", 1) * (
+            DIST_STOP_CHECK_EVERY if self.distributed else 1)
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0
@@ -103,6 +110,16 @@ class BaseTrainer(ABC):
         else:
             self.lr_scheduler.step()
 
+    def _agree_stop(self) -> bool:
+        """Whether a stop was requested; under DDP on any rank (every rank calls this
+        at the same batch, and all of them get the same answer)."""
+        if not self.distributed:
+            return self.stop_signal is not None
+        signum = dist.max_int(self.stop_signal or 0, self.device)
+        if signum and self.stop_signal is None:
+            self.stop_signal = signum
+        return bool(signum)
+
     def _improved(self, row: dict) -> bool:
         if self.mnt_mode == "off":
             return False
@@ -115,11 +132,13 @@ class BaseTrainer(ABC):
     def _signals(self):
         """First SIGINT/SIGTERM: stop after the current batch. Second SIGINT: abort now."""
         def request_stop(signum, _frame):
-            if self.stop_signal is not None and signum == signal.SIGINT:
+            # under torchrun the launcher forwards the terminal's Ctrl-C: not a second one
+            if self.stop_signal is not None and signum == signal.SIGINT and not self.distributed:
                 raise KeyboardInterrupt
             self.stop_signal = signum
+            again = " (Ctrl-C again aborts)" if not self.distributed else ""
             self.logger.warning(f"{signal.Signals(signum).name} received: stopping after the "
-                                "current batch to save a checkpoint (Ctrl-C again aborts)")
+                                f"current batch to save a checkpoint{again}")
 
         try:
             previous = {s: signal.signal(s, request_stop) for s in EXIT_CODES}
@@ -136,8 +155,10 @@ class BaseTrainer(ABC):
     def train(self) -> list[dict]:
         """Run epochs start_epoch..epochs; return the history of per-epoch rows."""
         columns = csv_columns(list(self.metric_fns), self.valid_data_loader is not None)
-        self.csv = MetricsCSV(self.config.log_dir / "metrics.csv", columns, self.history)
-        self.writer = TensorboardWriter(self.config.log_dir, self.config.trainer["tensorboard"],
+        if self.is_main:
+            self.csv = MetricsCSV(self.config.log_dir / "metrics.csv", columns, self.history)
+        self.writer = TensorboardWriter(self.config.log_dir,
+                                        self.config.trainer["tensorboard"] and self.is_main,
                                         self.config.config)
         try:
             with self._signals():
@@ -159,7 +180,8 @@ class BaseTrainer(ABC):
             row = {"epoch": epoch, **result, "lr": lr,
                    "seconds": round(time.perf_counter() - start, 4)}
             self.history.append(row)
-            self.csv.write(row)
+            if self.csv is not None:
+                self.csv.write(row)
             self.writer.write(row, epoch)
             self.writer.histograms(self.plain_model, epoch)
             self.logger.info("    ".join(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}"
@@ -180,7 +202,7 @@ class BaseTrainer(ABC):
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
                 break
-            if self.stop_signal is not None:  # arrived after the last batch: the epoch is done
+            if self._agree_stop():  # arrived after the last batch: the epoch is done
                 path = self._periodic_path(epoch)
                 if not path.exists():
                     self._save_checkpoint(epoch, row)
@@ -212,6 +234,8 @@ class BaseTrainer(ABC):
 
     def _save_checkpoint(self, epoch: int, row: dict, best: bool = False) -> Path:
         path = self.checkpoint_dir / "model_best.pth" if best else self._periodic_path(epoch)
+        if not self.is_main:
+            return path
         save_atomic(self._state(epoch, row["loss"]), path)
         self.logger.debug(f"saved {path}" + (f" ({self.mnt_metric}: {row[self.mnt_metric]:.6g})"
                                              if best else ""))
@@ -236,11 +260,14 @@ class BaseTrainer(ABC):
         state = self._state(stop.epoch - 1, self.history[-1]["loss"] if self.history
                             else float("nan"))
         state["partial_epoch"] = {"epoch": stop.epoch, "batches_done": stop.batches_done,
-                                  "stats": stop.stats.state_dict()}
+                                  "stats": stop.stats.gathered(self.device).state_dict(),
+                                  "world_size": dist.get_world_size()}
         path = self.checkpoint_dir / INTERRUPT_NAME
+        if not self.is_main:
+            return path
         save_atomic(state, path)
         self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches; "
-                            f"saved {path}\nresume with: python train.py -r {path}")
+                            f"saved {path}\nresume with: {dist.launch_command()} -r {path}")
         return path
 
     def resume_from(self, ckpt: dict, finetune: bool = False) -> None:
@@ -279,8 +306,15 @@ class BaseTrainer(ABC):
         self.history = [dict(r) for r in ckpt.get("history", [])]
         partial = ckpt.get("partial_epoch")
         if partial:
+            world = partial.get("world_size", 1)
+            if world != dist.get_world_size():
+                raise ConfigError(
+                    f"{self.config.resume}: taken mid-epoch with {world} process(es); resume it "
+                    f"with the same number (now {dist.get_world_size()}), e.g. torchrun "
+                    f"--nproc_per_node={world} train.py -r ...")
             self.start_batch = partial["batches_done"]
-            self.partial_stats = partial["stats"]
+            # the stats of every rank's batches so far, merged: rank 0 carries them on
+            self.partial_stats = partial["stats"] if self.is_main else None
         if ckpt.get("rng_state") is not None:
             restore_rng_state(ckpt["rng_state"])
 

@@ -61,6 +61,17 @@ class EpochStats:
                 out[name] = float(fn(output, target))
         return out
 
+    def gathered(self, device: torch.device) -> EpochStats:
+        """Every rank's batches merged (torch.distributed); `self` in a single process."""
+        from utils import dist
+
+        if not dist.is_distributed():
+            return self
+        merged = EpochStats(self.sum_reduction)
+        merged.losses, merged.sizes, merged.outputs, merged.targets = dist.gather_batches(
+            self.losses, self.sizes, self.outputs, self.targets, device)
+        return merged
+
     def state_dict(self) -> dict:
         """Plain tensors, for a mid-epoch checkpoint."""
         return {

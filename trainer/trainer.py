@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import torch
 from tqdm import tqdm
@@ -10,6 +11,8 @@ from tqdm import tqdm
 from base import BaseTrainer
 from base.base_trainer import StopTraining
 from trainer.epoch_stats import EpochStats
+from utils import dist
+from utils.errors import ConfigError
 
 NAN_CHECK_EVERY = 100  # batches between (cheap, host-syncing) NaN checks
 
@@ -19,6 +22,23 @@ def to_device(batch, device: torch.device):
     if device.type == "cpu":
         return batch
     return [t.to(device, non_blocking=True) for t in batch]
+
+
+AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """fp16 needs CUDA (and its GradScaler); bf16 autocast works on CPU and CUDA."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("trainer.amp: fp16 needs a CUDA device and this run is on the "
+                          f"{device.type}; use bf16 (CPU autocast) or off")
+
+
+def autocast(amp: str, device: torch.device):
+    dtype = AUTOCAST_DTYPES[amp]
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def is_sum_reduction(criterion) -> bool:
@@ -34,14 +54,25 @@ def progress_bar(total: int, desc: str, verbosity: int):
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, metric_fns: dict, device) -> dict[str, float]:
-    """Loss and metrics of `model` over every batch of `loader` (model.eval, no_grad)."""
+def evaluate(model, loader, criterion, metric_fns: dict, device,
+             amp: str = "off") -> dict[str, float]:
+    """Loss and metrics of `model` over every batch of `loader` (model.eval, no_grad).
+
+    With a loader sharded across ranks (torch.distributed), every rank's
+    batches are gathered first, so each rank returns the single-process result.
+    """
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
     model.eval()
     stats = EpochStats(is_sum_reduction(criterion))
     for batch in loader:
         *inputs, target = to_device(batch, device)
-        output = model(*inputs)
-        stats.update(criterion(output, target), output, target)
+        with autocast(amp, device):
+            output = model(*inputs)
+            loss = criterion(output, target)
+        stats.update(loss, output, target)
+    if dist.is_sharded(loader):
+        stats = stats.gathered(device)
     return stats.result(metric_fns)
 
 
@@ -57,6 +88,14 @@ class Trainer(BaseTrainer):
         self.data_loader = data_loader
         self.valid_data_loader = valid_data_loader
         self.sum_reduction = is_sum_reduction(criterion)
+        cfg = config["trainer"]
+        self.amp = cfg["amp"]
+        self.accumulate_steps = cfg["accumulate_steps"]
+        self.clip_grad_norm = cfg["clip_grad_norm"] or 0
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+        # the plain loop's step; anything else goes through _general_step
+        self.plain_step = self.amp == "off" and self.accumulate_steps == 1 \
+            and not self.clip_grad_norm
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -66,30 +105,71 @@ class Trainer(BaseTrainer):
             stats.load_state_dict(self.partial_stats, self.device)
             self.partial_stats = None
         self.data_loader.set_epoch(epoch, start_batch)
-        bar = progress_bar(len(self.data_loader) - start_batch, f"epoch {epoch}", self.verbosity)
+        n_batches = len(self.data_loader)
+        bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity)
 
         for batch_idx, batch in enumerate(self.data_loader, start=start_batch + 1):
             *inputs, target = to_device(batch, self.device)
-            self.optimizer.zero_grad(set_to_none=True)
-            output = self.model(*inputs)
-            loss = self.criterion(output, target)
-            loss.backward()
-            self.optimizer.step()
+            if self.plain_step:
+                self.optimizer.zero_grad(set_to_none=True)
+                output = self.model(*inputs)
+                loss = self.criterion(output, target)
+                loss.backward()
+                self.optimizer.step()
+            else:
+                output, loss = self._general_step(inputs, target, batch_idx, n_batches)
             stats.update(loss, output, target)
             if bar is not None:
                 bar.update()
             if batch_idx % NAN_CHECK_EVERY == 0:
                 stats.check_finite(epoch)
-            if self.stop_signal is not None:
+            if (self.stop_signal is not None or self.distributed) \
+                    and batch_idx % self.stop_check_every == 0 and self._agree_stop():
                 stats.check_finite(epoch)
                 raise StopTraining(epoch, batch_idx, stats)
         if bar is not None:
             bar.close()
         stats.check_finite(epoch)
 
-        result = stats.result(self.metric_fns)
+        result = stats.gathered(self.device).result(self.metric_fns)
         if self.valid_data_loader is not None:
+            dist.sync_buffers(self.plain_model)
             val = evaluate(self.model, self.valid_data_loader, self.criterion, self.metric_fns,
-                           self.device)
+                           self.device, self.amp)
             result.update({f"val_{k}": v for k, v in val.items()})
         return result
+
+    def _general_step(self, inputs, target, batch_idx: int, n_batches: int):
+        """One batch with autocast, gradient accumulation, clipping and loss scaling.
+
+        Batches are grouped by `accumulate_steps` from the epoch's first batch
+        (the last group may be shorter); the optimizer steps after a group's
+        last batch. A mean loss is divided by the group's size, so a group of
+        k batches of b equals one batch of k*b; under DDP the gradients are
+        all-reduced only on that last batch (no_sync on the others).
+        """
+        before = (batch_idx - 1) % self.accumulate_steps  # batches of this group already done
+        group = min(self.accumulate_steps, n_batches - (batch_idx - 1 - before))
+        last = before + 1 == group
+        if before == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        sync = self.model.no_sync() if self.distributed and not last else nullcontext()
+        with sync:
+            with autocast(self.amp, self.device):
+                output = self.model(*inputs)
+                loss = self.criterion(output, target)
+            scaled = loss / group if group > 1 and not self.sum_reduction else loss
+            if self.scaler is not None:
+                scaled = self.scaler.scale(scaled)
+            scaled.backward()
+        if last:
+            if self.clip_grad_norm:
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        return output, loss

@@ -31,7 +31,11 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "tensorboard": False,
     "keep_last": 0,
     "histogram_period": 10,
+    "amp": "off",
+    "accumulate_steps": 1,
+    "clip_grad_norm": 0,
 }
+AMP_MODES = ("off", "bf16", "fp16")
 TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
              "lr_scheduler", "trainer", "sweep")
 REQUIRED = ("name", "arch", "data_loader", "optimizer", "loss", "trainer")
@@ -329,6 +333,15 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
             resolved["histogram_period"])
     _expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
             "a folder path", resolved["save_dir"])
+    for key in ("amp", "monitor"):
+        if resolved[key] is False:  # YAML reads a bare `off` as false
+            resolved[key] = "off"
+    _expect(resolved["amp"] in AMP_MODES, "trainer.amp", "off, bf16 or fp16", resolved["amp"])
+    _expect(_is_int(resolved["accumulate_steps"]) and resolved["accumulate_steps"] >= 1,
+            "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
+    clip = resolved["clip_grad_norm"]
+    _expect(clip is None or (_is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
+            "a number >= 0 (0 or null = off)", clip)
     monitor = resolved["monitor"]
     _expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
             monitor)

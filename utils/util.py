@@ -24,3 +24,12 @@ def prepare_device(n_gpu_use: int) -> tuple[torch.device, list[int]]:
         n_gpu_use = n_gpu
     device = torch.device("cuda:0" if n_gpu_use > 0 else "cpu")
     return device, list(range(n_gpu_use))
+
+
+def use_pinned_memory(device: torch.device, *loaders) -> None:
+    """On CUDA, batches come from pinned host memory so copies can be non-blocking."""
+    if device.type != "cuda":
+        return
+    for loader in loaders:
+        if loader is not None:
+            loader.pin_memory = True
