@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="sweep: evaluate each trial on the test split after training")
     parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE",
                         help="config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
 def build(config, training: bool = True):

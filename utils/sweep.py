@@ -390,7 +390,8 @@ def import_optuna(method: str):
 # ---------------------------------------------------------------- trials
 
 def describe(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={json.dumps(v)}" for k, v in params.items()) or "(base config)"
+    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                    for k, v in params.items()) or "(base config)"
 
 
 def config_key(config: dict) -> str:
@@ -418,14 +419,24 @@ def make_trial(number: int, raw: dict, sweep: Sweep, values: dict[str, Any], tes
 
 def plan_trials(sweep: Sweep, raw: dict, test: bool = True) -> list[Trial]:
     """Every trial of a grid or random sweep, each config validated."""
+    labels = [p.label for p in sweep.params]
     if sweep.method == "grid":
-        combos = itertools.product(*[p.values for p in sweep.params])
-        points = [dict(zip([p.label for p in sweep.params], combo)) for combo in combos]
+        points = (dict(zip(labels, combo))
+                  for combo in itertools.product(*[p.values for p in sweep.params]))
     else:
         rng = random.Random(sweep.seed)
-        points = [{p.label: p.sample(rng) for p in sweep.params} for _ in range(sweep.trials)]
-    sweep.plan = [make_trial(i, raw, sweep, values, test) for i, values in enumerate(points)]
-    return sweep.plan
+        points = ({p.label: p.sample(rng) for p in sweep.params}
+                  for _ in range(100 * sweep.trials))
+    plan, keys = [], set()
+    for values in points:  # a config drawn (or listed) twice runs once
+        trial = make_trial(len(plan), raw, sweep, values, test)
+        if trial.key not in keys:
+            keys.add(trial.key)
+            plan.append(trial)
+        if sweep.trials is not None and len(plan) == sweep.trials:
+            break
+    sweep.plan = plan
+    return plan
 
 
 def check_optuna_space(sweep: Sweep, raw: dict) -> None:

@@ -15,6 +15,7 @@ import json
 import math
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +67,24 @@ def open_study(sweep: Sweep, optuna: Any) -> Any:
                           f"{e}") from None
     pruner = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
               "none": optuna.pruners.NopPruner}[sweep.pruner]()
-    try:
-        storage = url
-        if url.startswith("sqlite"):  # several workers: wait for the file lock, do not fail
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}})
-        return optuna.create_study(
-            study_name=sweep.study or f"{sweep.name}-{sweep.sweep_id}", storage=storage,
-            sampler=sampler, pruner=pruner, load_if_exists=True,
-            direction="minimize" if sweep.metric_mode == "min" else "maximize")
-    except ImportError as e:
-        raise ConfigError(f"sweep.storage: {url} needs a database driver: {e}") from None
-    except Exception as e:  # sqlalchemy / optuna errors: cannot reach or use the storage
-        raise RunError(f"sweep.storage: cannot open {url}: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    error: Exception | None = None
+    for attempt in range(5):  # workers starting together race to create a new database
+        try:
+            storage = url
+            if url.startswith("sqlite"):  # several workers: wait for the file lock, do not fail
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.create_study(
+                study_name=sweep.study or f"{sweep.name}-{sweep.sweep_id}", storage=storage,
+                sampler=sampler, pruner=pruner, load_if_exists=True,
+                direction="minimize" if sweep.metric_mode == "min" else "maximize")
+        except ImportError as e:
+            raise ConfigError(f"sweep.storage: {url} needs a database driver: {e}") from None
+        except Exception as e:  # sqlalchemy / optuna errors: cannot reach or use the storage
+            error = e
+            time.sleep(0.5 + attempt)
+    message = str(error).splitlines()[0] if str(error) else ""
+    raise RunError(f"sweep.storage: cannot open {url}: {type(error).__name__}: {message}")
 
 
 class Pruning:
@@ -115,6 +120,7 @@ class Pruning:
 class OptunaSweep:
     def __init__(self, sweep: Sweep, jobs: int, test: bool):
         self.optuna = import_optuna(sweep.method)
+        self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
         self.sweep, self.test = sweep, test
         self.launcher = Launcher(jobs)
         self.ask_lock = threading.Lock()
