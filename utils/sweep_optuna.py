@@ -28,6 +28,7 @@ from utils.sweep_run import (
     read_json,
     read_metrics,
     report,
+    say,
     train_and_test,
     write_json,
     write_summary,
@@ -158,7 +159,7 @@ class OptunaSweep:
         state, sweep = self.optuna.trial.TrialState, self.sweep
         values = {p.label: suggest(trial, p) for p in sweep.params}
         tag = f"trial-{trial.number:03d}"
-        print(f"trial {trial.number} started: {describe(values)}", flush=True)
+        say(f"trial {trial.number} started: {describe(values)}")
         record: dict | None = {"trial": trial.number, "params": values}
         pruning = Pruning(trial, sweep, sweep.folder / "runs" / f"{tag}.json")
         try:

@@ -140,6 +140,16 @@ def resume_point(record: dict) -> Path | None:
     return latest_checkpoint(run_dir) if run_dir.is_dir() else None
 
 
+_say_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line on stdout (trials report from several threads)."""
+    with _say_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return ""
@@ -328,7 +338,7 @@ def report(record: dict, sweep: Sweep) -> None:
         line += f": {record['error']}"
     if record.get("run_dir"):
         line += f"  [{record['run_dir']}]"
-    print(line, flush=True)
+    say(line)
 
 
 # ---------------------------------------------------------------- grid and random
@@ -362,19 +372,19 @@ def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
     folder = prepare_folder(sweep, command)
     records = load_records(folder)
     todo = [t for t in sweep.plan if not is_done(records.get(t.key), test)]
+    to_test = sum(is_done(records.get(t.key), False) for t in todo)
     launcher = Launcher(jobs)
-    print(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method}, {len(sweep.plan)} trials, "
-          f"{len(sweep.plan) - len(todo)} finished earlier, {len(todo)} to run, {jobs} at once "
-          f"with {launcher.threads} CPU thread(s) each; folder {folder}", flush=True)
+    say(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method}, {len(sweep.plan)} trials, "
+        f"{len(sweep.plan) - len(todo)} finished earlier, {len(todo) - to_test} to run"
+        + (f", {to_test} to test" if to_test else "")
+        + f", {jobs} at once with {launcher.threads} CPU thread(s) each; folder {folder}")
 
     def work(trial: Trial) -> None:
         tag = f"trial-{trial.number:03d}"
         earlier = records.get(trial.key) or {}
         record = {**earlier, "trial": trial.number, "key": trial.key, "params": trial.params}
-        train = not (earlier.get("status") == "finished" and
-                     Path(earlier.get("run_dir") or "/nonexistent").is_dir())
-        print(f"trial {trial.number} {'started' if train else 'testing'}: "
-              f"{describe(trial.params)}", flush=True)
+        train = not is_done(earlier, False)
+        say(f"trial {trial.number} {'started' if train else 'testing'}: {describe(trial.params)}")
         try:
             record = train_and_test(launcher, sweep, tag, trial.config, record, train, test)
         except Exception as e:  # a bug or an OS error: recorded, the others go on
