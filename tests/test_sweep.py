@@ -52,7 +52,7 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
     args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,0.001", "arch.args.depth=1,2", "--jobs", "2")
     result = train(*args, save_dir=save_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 at once with 1 CPU thread(s) each" in result.stdout  # 2 cores / 2 jobs here
+    assert "2 at once with 1 CPU thread(s) each" in result.stdout  # OMP_NUM_THREADS=1 caps it
     runs = model_runs(save_dir)
     assert len(runs) == 4 and all((r / "model_best.pth").is_file() for r in runs)
 
@@ -134,6 +134,16 @@ def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
     assert [p.values for p in sweep.params[-2:]] == [[4, 8], [["accuracy"],
                                                               ["accuracy", "top_k_acc"]]]
     assert {t.params["arch.args.hidden"] for t in sweep.plan} <= {4, 8}
+
+
+def test_each_trial_gets_its_share_of_the_cores(monkeypatch):
+    from utils import sweep_run
+
+    monkeypatch.setattr(sweep_run, "cpu_count", lambda: 16)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [sweep_run.threads_per_trial(j) for j in (1, 3, 4, 32)] == [16, 5, 4, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert sweep_run.threads_per_trial(4) == 2
 
 
 BAD = [

@@ -123,7 +123,7 @@ class OptunaSweep:
         self.optuna = import_optuna(sweep.method)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
         self.sweep, self.test = sweep, test
-        self.launcher = Launcher(jobs)
+        self.launcher = Launcher(min(jobs, sweep.trials))
         self.ask_lock = threading.Lock()
         self.failures = 0
         self.study: Any = None

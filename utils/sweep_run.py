@@ -373,11 +373,11 @@ def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
     records = load_records(folder)
     todo = [t for t in sweep.plan if not is_done(records.get(t.key), test)]
     to_test = sum(is_done(records.get(t.key), False) for t in todo)
-    launcher = Launcher(jobs)
+    launcher = Launcher(max(1, min(jobs, len(todo))))  # threads: shared by the trials that run
     say(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method}, {len(sweep.plan)} trials, "
         f"{len(sweep.plan) - len(todo)} finished earlier, {len(todo) - to_test} to run"
         + (f", {to_test} to test" if to_test else "")
-        + f", {jobs} at once with {launcher.threads} CPU thread(s) each; folder {folder}")
+        + f", {launcher.jobs} at once with {launcher.threads} CPU thread(s) each; folder {folder}")
 
     def work(trial: Trial) -> None:
         tag = f"trial-{trial.number:03d}"
