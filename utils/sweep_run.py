@@ -309,8 +309,7 @@ def train_and_test(launcher: Launcher, sweep: Sweep, tag: str, config: dict, rec
                 record.update(test=read_json(out), checkpoint=str(ckpt))
             elif rc is not None:
                 record.update(status="failed", error=f"test.py: {last_error(log, rc)}")
-    record["seconds"] = round(record.get("seconds") or 0.0, 2) + round(
-        time.perf_counter() - start, 2)
+    record["seconds"] = round((record.get("seconds") or 0.0) + time.perf_counter() - start, 2)
     record["log"] = str(log)
     return record
 
