@@ -87,25 +87,29 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
         [r["run_dir"] for r in rows]
 
 
-def test_failed_trial_is_recorded_and_the_others_finish_and_test(tmp_path, save_dir):
+def test_failed_trials_are_recorded_and_the_others_finish_and_test(tmp_path, save_dir):
     cfg = write_config(tmp_path / "c.yaml")
-    args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,-1", "--jobs", "2", "--test")
+    # -1: the optimizer rejects it (exit 2); 1e10 with ReLU: a NaN loss (exit 1)
+    args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,-1,1.0e+10", "optimizer.type=SGD",
+            "+arch.args.activation=ReLU", "--jobs", "2", "--test")
     result = train(*args, save_dir=save_dir)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 trials failed")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 2 of 3 trials failed")
     rows = {r["optimizer.args.lr"]: r for r in read_csv(sweep_folder(save_dir, "tiny") /
                                                        "summary.csv")}
-    good, bad = rows["0.01"], rows["-1"]
+    good, bad, nan = rows["0.01"], rows["-1"], rows["10000000000.0"]
     assert good["status"] == "finished" and good["rank"] == "1"
     tested = read_json(Path(good["run_dir"]) / "test_metrics.json")
     assert float(good["test_accuracy"]) == pytest.approx(tested["accuracy"])
     assert bad["status"] == "failed" and bad["rank"] == ""
     assert "Invalid learning rate: -1" in bad["error"]
+    assert nan["status"] == "failed" and "non-finite loss" in nan["error"]
+    assert len(model_runs(save_dir)) == 2  # the NaN trial got as far as its run folder
 
     again = train(*args, save_dir=save_dir)  # finished trials are kept, failed ones rerun
     assert again.returncode == 1
-    assert "1 finished earlier, 1 to run" in again.stdout
-    assert len(model_runs(save_dir)) == 1
+    assert "1 finished earlier, 2 to run" in again.stdout
+    assert len(model_runs(save_dir)) == 3
 
 
 def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
