@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,9 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate and build everything, print the model and config, exit")
+    parser.add_argument("-m", "--multirun", action="store_true",
+                        help="sweep: KEY=a,b,c overrides list choices; runs every combination")
+    parser.add_argument("--jobs", type=int, help="sweep: trials run at once (default 1)")
+    parser.add_argument("--test", action="store_true",
+                        help="sweep: evaluate each trial on the test split after training")
     parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE",
                         help="config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
 def build(config, training: bool = True):
@@ -60,6 +66,7 @@ def train(config) -> int:
     from trainer import Trainer
     from trainer.trainer import check_amp
     from utils import dist
+    from utils.config import save_config
     from utils.errors import ConfigError
     from utils.summary import summarize_on_loader
     from utils.util import use_pinned_memory
@@ -102,6 +109,9 @@ def train(config) -> int:
     logger = setup_logging(verbosity, config.log_dir / "info.log" if dist.is_main() else None)
     dist.quiet_unless_main(logger)
     logger.info(f"run {config.run_id}: models in {config.save_dir}, logs in {config.log_dir}")
+    if os.environ.get("SWEEP_RUN_FILE") and dist.is_main():  # a sweep learns its trial's run folder (utils/sweep.py)
+        save_config({"run_id": config.run_id, "run_dir": str(config.save_dir),
+                     "log_dir": str(config.log_dir)}, Path(os.environ["SWEEP_RUN_FILE"]))
     logger.debug(str(model))
     logger.info(str(summary))
 
@@ -143,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     from utils.parse_config import ConfigParser
 
     try:
+        from utils.sweep import load_sweep, run_sweep
+
+        sweep = load_sweep(args)  # None unless -m or the config has a sweep: section
+        if sweep is not None:
+            return run_sweep(sweep, args.jobs, args.test, args.dry_run)
         config = ConfigParser.from_args(args)
         config.dry_run = args.dry_run
         return train(config)
