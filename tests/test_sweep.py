@@ -204,6 +204,7 @@ def test_two_optuna_workers_share_one_sqlite_study(tmp_path, save_dir):
     db = tmp_path / "study.db"
     cfg = write_config(tmp_path / "c.yaml", {
         "method": "tpe", "trials": 6, "storage": f"sqlite:///{db}", "study": "shared",
+        "pruner": "none",  # every trial must complete (a pruner could stop one)
         "parameters": {"optimizer.args.lr": {"distribution": "log_uniform", "low": 1e-3,
                                              "high": 1e-1},
                        "arch.args.hidden": [8, 16, 32]}}, save_dir=str(save_dir))

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from utils.errors import ConfigError, did_you_mean, unknown_name
+from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -244,11 +244,7 @@ def _section(config: dict, key: str, types: str = "type") -> tuple[str, dict]:
     sec = config.get(key)
     if not isinstance(sec, dict):
         raise ConfigError(f"{key}: expected a mapping with '{types}' and 'args', got {sec!r}")
-    unknown = set(sec) - {"type", "args"}
-    if unknown:
-        extra = sorted(unknown)[0]
-        raise ConfigError(f"{key}.{extra}: unknown key{did_you_mean(extra, ['type', 'args'])}"
-                          " (expected 'type' and 'args')")
+    check_keys(sec, ("type", "args"), key)
     if not isinstance(sec.get("type"), str):
         raise ConfigError(f"{key}.type: expected a name, got {sec.get('type')!r}")
     args = sec.get("args") or {}
@@ -309,10 +305,7 @@ def parse_monitor(monitor: str) -> tuple[str, str | None]:
 def _validate_trainer(trainer: Any, config: dict) -> dict:
     if not isinstance(trainer, dict):
         raise ConfigError(f"trainer: expected a mapping, got {trainer!r}")
-    for k in trainer:
-        if k not in TRAINER_DEFAULTS:
-            raise ConfigError(f"trainer.{k}: unknown key{did_you_mean(k, TRAINER_DEFAULTS)}"
-                              f" (expected one of: {', '.join(TRAINER_DEFAULTS)})")
+    check_keys(trainer, TRAINER_DEFAULTS, "trainer")
     resolved = {k: trainer.get(k, v) for k, v in TRAINER_DEFAULTS.items()}
     if "epochs" not in trainer:
         raise ConfigError("trainer.epochs: required key is missing")

@@ -28,3 +28,12 @@ def unknown_name(what: str, name: str, choices: Iterable[str]) -> str:
     choices = sorted(choices)
     listing = ", ".join(choices) if len(choices) <= 40 else ", ".join(choices[:40]) + ", ..."
     return f"unknown {what} '{name}'{did_you_mean(name, choices)} (available: {listing})"
+
+
+def check_keys(mapping: dict, allowed: Iterable[str], where: str) -> None:
+    """ConfigError for the first key of `mapping` not in `allowed`, with a did-you-mean."""
+    allowed = list(allowed)
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key{did_you_mean(str(key), allowed)} "
+                              f"(expected one of: {', '.join(allowed)})")

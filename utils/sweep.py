@@ -42,7 +42,7 @@ from utils.config import (
     split_override,
     validate_config,
 )
-from utils.errors import ConfigError, did_you_mean
+from utils.errors import ConfigError, check_keys, did_you_mean
 
 SWEEP_KEYS = ("name", "method", "trials", "seed", "metric", "parameters", "storage", "pruner",
               "study")
@@ -251,9 +251,7 @@ def parse_param(label: Any, spec: Any) -> Param:
     if not isinstance(spec, dict) or "distribution" not in spec:
         raise ConfigError(f"{where}: expected a list of values or {{distribution, low, high}}, "
                           f"got {spec!r}")
-    extra = sorted(set(spec) - {"distribution", "low", "high"})
-    if extra:
-        raise ConfigError(f"{where}.{extra[0]}: unknown key (expected distribution, low, high)")
+    check_keys(spec, ("distribution", "low", "high"), where)
     dist, low, high = spec["distribution"], spec.get("low"), spec.get("high")
     if dist not in DISTRIBUTIONS:
         raise ConfigError(f"{where}.distribution: expected one of {', '.join(DISTRIBUTIONS)}, "
@@ -307,10 +305,7 @@ def parse_section(section: Any, base: dict, source: str, cli_params: list[Param]
         section = {}
     if not isinstance(section, dict):
         raise ConfigError(f"sweep: expected a mapping (method, parameters, ...), got {section!r}")
-    for k in section:
-        if k not in SWEEP_KEYS:
-            raise ConfigError(f"sweep.{k}: unknown key{did_you_mean(str(k), SWEEP_KEYS)} "
-                              f"(expected one of: {', '.join(SWEEP_KEYS)})")
+    check_keys(section, SWEEP_KEYS, "sweep")
     methods = (*OWN_METHODS, *OPTUNA_SAMPLERS)
     method = section.get("method", "grid")
     if method not in methods:
