@@ -67,6 +67,10 @@ class EpochBatchSampler:
             order = order[self.rank::self.world_size]
         return order
 
+    def samples(self) -> int:
+        """Samples this rank reads in one epoch (padding included)."""
+        return self._num_samples()
+
     def _num_samples(self) -> int:
         n = len(self.indices)
         if self.world_size > 1 and self.even:

@@ -9,6 +9,7 @@ SIGTERM stops after the current batch and saves that exact point.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import signal
@@ -22,7 +23,7 @@ import torch
 from logger.logger import get_logger
 from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
 from utils import dist
-from utils.checkpoint import capture_rng_state, restore_rng_state, save_atomic
+from utils.checkpoint import capture_rng_state, history_rows, restore_rng_state, save_atomic
 from utils.config import parse_monitor
 from utils.errors import ConfigError
 
@@ -78,6 +79,7 @@ class BaseTrainer(ABC):
         self.start_batch = 0
         self.partial_stats: dict | None = None
         self.history: list[dict] = []
+        self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
         self.checkpoint_dir: Path = config.save_dir
         self.stop_signal: int | None = None
         self.csv: MetricsCSV | None = None
@@ -97,6 +99,10 @@ class BaseTrainer(ABC):
     def plain_model(self) -> torch.nn.Module:
         """The model without a DataParallel / DistributedDataParallel wrapper."""
         return getattr(self.model, "module", self.model)
+
+    def _add_history(self, row: dict) -> None:
+        self.history.append(row)
+        self._history_json.append(json.dumps(row))
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -179,7 +185,7 @@ class BaseTrainer(ABC):
             self._step_scheduler(result)
             row = {"epoch": epoch, **result, "lr": lr,
                    "seconds": round(time.perf_counter() - start, 4)}
-            self.history.append(row)
+            self._add_history(row)
             if self.csv is not None:
                 self.csv.write(row)
             self.writer.write(row, epoch)
@@ -194,10 +200,9 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            if epoch % self.save_period == 0 or epoch == self.epochs or stop:
-                self._save_checkpoint(epoch, row)
-            if improved:
-                self._save_checkpoint(epoch, row, best=True)
+            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop
+            if periodic or improved:
+                self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
             if stop:
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
@@ -224,7 +229,8 @@ class BaseTrainer(ABC):
             "monitor_best": float(self.mnt_best),
             "early_stop_count": self.early_stop_count,
             "rng_state": capture_rng_state(),
-            "history": [dict(r) for r in self.history],
+            # one JSON string: a single object to pickle, however long the run
+            "history": "[" + ",".join(self._history_json) + "]",
             "partial_epoch": None,
             "grad_scaler_state_dict": scaler.state_dict() if scaler is not None else None,
         }
@@ -232,17 +238,21 @@ class BaseTrainer(ABC):
     def _periodic_path(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
 
-    def _save_checkpoint(self, epoch: int, row: dict, best: bool = False) -> Path:
-        path = self.checkpoint_dir / "model_best.pth" if best else self._periodic_path(epoch)
+    def _save_checkpoint(self, epoch: int, row: dict, periodic: bool = True,
+                         best: bool = False) -> None:
+        """checkpoint-epoch<N>.pth and/or model_best.pth, serialized once (rank 0 only)."""
         if not self.is_main:
-            return path
-        save_atomic(self._state(epoch, row["loss"]), path)
-        self.logger.debug(f"saved {path}" + (f" ({self.mnt_metric}: {row[self.mnt_metric]:.6g})"
-                                             if best else ""))
-        if not best:
+            return
+        paths = ([self._periodic_path(epoch)] if periodic else []) + \
+            ([self.checkpoint_dir / "model_best.pth"] if best else [])
+        save_atomic(self._state(epoch, row["loss"]), *paths)
+        for path in paths:
+            self.logger.debug(f"saved {path}")
+        if best:
+            self.logger.debug(f"best {self.mnt_metric} so far: {row[self.mnt_metric]:.6g}")
+        if periodic:
             (self.checkpoint_dir / INTERRUPT_NAME).unlink(missing_ok=True)
             self._prune_checkpoints()
-        return path
 
     def _prune_checkpoints(self) -> None:
         """Keep the newest `keep_last` periodic checkpoints (0 keeps all)."""
@@ -303,7 +313,8 @@ class BaseTrainer(ABC):
             scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.early_stop_count = ckpt.get("early_stop_count", 0)
-        self.history = [dict(r) for r in ckpt.get("history", [])]
+        for row in history_rows(ckpt):
+            self._add_history(row)
         partial = ckpt.get("partial_epoch")
         if partial:
             world = partial.get("world_size", 1)

@@ -1,13 +1,20 @@
-"""Per-epoch time of the project's Trainer against a plain hand-written loop.
+"""Per-epoch time and memory of the project's Trainer against a plain hand-written loop.
 
     python benchmarks/overhead.py -c config/digits_mlp.json [--epochs 20] [--reps 5]
                                   [--save-period 1] [KEY.PATH=VALUE ...]
 
-Both run the same model, data, optimizer, batch size, training and validation
-work, each in its own fresh process (alternating, `--reps` times, after a
-warm-up), timed in-process so start-up noise is excluded. Prints the median
-per-epoch time of each, their ratio, peak RSS, and the time of one checkpoint
-save. `--save-period` sets trainer.save_period (default: never within the run).
+Both variants run the same model, data, optimizer, batch size, training and
+validation work. Time: one process builds both (same seed, so identical
+starts) and alternates them, `--reps` blocks of `--epochs` epochs each after a
+warm-up, so start-up noise and CPU drift fall on both alike; the medians of
+the blocks' per-epoch times and their ratio are printed. Memory: each variant
+then runs alone in a fresh process for `--mem-epochs` epochs, reporting its
+peak RSS and how much its RSS grew after the warm-up.
+
+Checkpointing: off by default (trainer.save_period beyond the run, and
+trainer.monitor off, so no model_best.pth either); `--save-period N` writes a
+checkpoint every N epochs and keeps the config's monitor (model_best.pth on
+every improvement). One save is also timed on its own.
 """
 
 from __future__ import annotations
@@ -36,62 +43,73 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(args):
+def build(args, epochs: int):
     """The config's components, with outputs in a temporary folder and quiet logs."""
     sys.path.insert(0, str(REPO))
     from train import build as build_components
     from utils.parse_config import ConfigParser
 
     tmp = tempfile.mkdtemp(prefix="overhead-")
-    save_period = args.save_period or 10**6
+    checkpoints = ([f"trainer.save_period={args.save_period}"] if args.save_period
+                   else ["trainer.save_period=1000000", "trainer.monitor=off"])
     ns = argparse.Namespace(config=args.config, resume=None, lr=None, bs=None, overrides=[
         *args.overrides, f"trainer.save_dir={tmp}", "trainer.verbosity=0",
-        f"trainer.epochs={WARMUP_EPOCHS + args.epochs}", f"trainer.save_period={save_period}",
-        "trainer.early_stop=0", "trainer.tensorboard=false"])
+        f"trainer.epochs={epochs}", *checkpoints, "trainer.early_stop=0",
+        "trainer.tensorboard=false"])
     config = ConfigParser.from_args(ns)
     return config, build_components(config)
 
 
-def run_trainer(config, parts, epochs: int) -> dict:
-    import torch
+class TrainerRunner:
+    """The project's Trainer; `run(n)` trains the next n epochs."""
 
-    from logger.logger import setup_logging
-    from trainer import Trainer
-    from utils.checkpoint import save_atomic
+    def __init__(self, config, parts):
+        import torch
 
-    data_loader, valid_loader, model, criterion, metrics, optimizer, scheduler = parts
-    config.make_run_dirs()
-    setup_logging(0)
-    trainer = Trainer(model, criterion, metrics, optimizer, config, torch.device("cpu"),
-                      data_loader, valid_loader, scheduler)
-    trainer.epochs = WARMUP_EPOCHS
-    trainer.train()
-    rss_start = rss_mb()
-    trainer.start_epoch, trainer.epochs = WARMUP_EPOCHS + 1, WARMUP_EPOCHS + epochs
-    start = time.perf_counter()
-    trainer.train()
-    per_epoch = (time.perf_counter() - start) / epochs
-    saves = []
-    for _ in range(5):
-        t = time.perf_counter()
-        save_atomic(trainer._state(trainer.epochs, 0.0), config.save_dir / "bench.pth")
-        saves.append(time.perf_counter() - t)
-    return {"per_epoch": per_epoch, "rss_start": rss_start, "rss_end": rss_mb(),
-            "save": statistics.median(saves)}
+        from logger.logger import setup_logging
+        from trainer import Trainer
+
+        data_loader, valid_loader, model, criterion, metrics, optimizer, scheduler = parts
+        config.make_run_dirs()
+        setup_logging(0)
+        self.trainer = Trainer(model, criterion, metrics, optimizer, config,
+                               torch.device("cpu"), data_loader, valid_loader, scheduler)
+        self.done = 0
+
+    def run(self, epochs: int) -> None:
+        t = self.trainer
+        t.start_epoch, t.epochs = self.done + 1, self.done + epochs
+        t.train()
+        self.done += epochs
+
+    def save_seconds(self) -> float:
+        from utils.checkpoint import save_atomic
+
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            save_atomic(self.trainer._state(self.done, 0.0), self.trainer.checkpoint_dir /
+                        "bench.pth")
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
 
-def run_plain(config, parts, epochs: int) -> dict:
+class PlainRunner:
     """The loop a user would write by hand: randperm indexing, same train + validation work."""
-    import torch
-    import torch.nn.functional as F
 
-    data_loader, valid_loader, model, _, _, optimizer, scheduler = parts
-    x_all, y_all = data_loader.dataset.tensors
-    x, y = x_all[data_loader.indices], y_all[data_loader.indices]
-    xv, yv = x_all[valid_loader.indices], y_all[valid_loader.indices]
-    bs = data_loader.batch_sampler.batch_size
+    def __init__(self, config, parts):
+        data_loader, valid_loader, self.model, _, _, self.optimizer, self.scheduler = parts
+        x_all, y_all = data_loader.dataset.tensors
+        self.x, self.y = x_all[data_loader.indices], y_all[data_loader.indices]
+        self.xv, self.yv = x_all[valid_loader.indices], y_all[valid_loader.indices]
+        self.bs = data_loader.batch_sampler.batch_size
 
-    def epoch() -> None:
+    def epoch(self) -> tuple:
+        import torch
+        import torch.nn.functional as F
+
+        model, optimizer, x, y, xv, yv, bs = (self.model, self.optimizer, self.x, self.y,
+                                              self.xv, self.yv, self.bs)
         model.train()
         loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
         perm = torch.randperm(len(x))
@@ -112,69 +130,92 @@ def run_plain(config, parts, epochs: int) -> dict:
                 out = model(xv[i:i + bs])
                 vloss += F.cross_entropy(out, yv[i:i + bs], reduction="sum")
                 vcorrect += (out.argmax(1) == yv[i:i + bs]).sum()
-        if scheduler is not None:
-            scheduler.step()
-        _ = (loss_sum.item() / len(x), correct.item() / len(x), vloss.item() / len(xv),
-             vcorrect.item() / len(xv))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return (loss_sum.item() / len(x), correct.item() / len(x), vloss.item() / len(xv),
+                vcorrect.item() / len(xv))
 
-    for _ in range(WARMUP_EPOCHS):
-        epoch()
-    rss_start = rss_mb()
+    def run(self, epochs: int) -> None:
+        for _ in range(epochs):
+            self.epoch()
+
+
+def timed(runner, epochs: int) -> float:
     start = time.perf_counter()
-    for _ in range(epochs):
-        epoch()
-    return {"per_epoch": (time.perf_counter() - start) / epochs, "rss_start": rss_start,
-            "rss_end": rss_mb()}
+    runner.run(epochs)
+    return (time.perf_counter() - start) / epochs
 
 
-def worker(args) -> None:
-    config, parts = build(args)
-    result = (run_trainer if args.worker == "trainer" else run_plain)(config, parts, args.epochs)
-    result["peak_rss"] = peak_rss_mb()
-    result["batches"] = len(parts[0])
-    print(json.dumps(result))
+def time_worker(args) -> dict:
+    total = WARMUP_EPOCHS + args.reps * args.epochs
+    trainer = TrainerRunner(*build(args, total))
+    plain = PlainRunner(*build(args, total))
+    trainer.run(WARMUP_EPOCHS)
+    plain.run(WARMUP_EPOCHS)
+    times: dict[str, list[float]] = {"trainer": [], "plain": []}
+    for rep in range(args.reps):
+        order = (("plain", plain), ("trainer", trainer))
+        for name, runner in order if rep % 2 == 0 else order[::-1]:
+            times[name].append(timed(runner, args.epochs))
+    return {"times": times, "save": trainer.save_seconds(),
+            "batches": len(trainer.trainer.data_loader)}
 
 
-def launch(args, mode: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "-c", args.config,
-           "--epochs", str(args.epochs), *(["--save-period", str(args.save_period)]
-                                           if args.save_period else []), *args.overrides]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def memory_worker(args) -> dict:
+    cls = TrainerRunner if args.worker == "trainer" else PlainRunner
+    runner = cls(*build(args, WARMUP_EPOCHS + args.mem_epochs))
+    runner.run(WARMUP_EPOCHS)
+    start = rss_mb()
+    runner.run(args.mem_epochs)
+    return {"growth": rss_mb() - start, "peak": peak_rss_mb()}
+
+
+def launch(args, worker: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", worker, "-c", args.config,
+           "--epochs", str(args.epochs), "--reps", str(args.reps),
+           "--mem-epochs", str(args.mem_epochs), "--save-period", str(args.save_period),
+           *args.overrides]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"error: the {worker} worker failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("--epochs", type=int, default=20, help="timed epochs per repetition")
-    parser.add_argument("--reps", type=int, default=5, help="fresh processes per variant")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per timed block")
+    parser.add_argument("--reps", type=int, default=5, help="timed blocks per variant")
+    parser.add_argument("--mem-epochs", type=int, default=50,
+                        help="epochs of each memory run (0 = skip the memory runs)")
     parser.add_argument("--save-period", type=int, default=0,
                         help="checkpoint every N epochs in the Trainer (default: off)")
-    parser.add_argument("--worker", choices=["trainer", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["time", "trainer", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE")
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args)
+        work = time_worker if args.worker == "time" else memory_worker
+        print(json.dumps(work(args)))
         return 0
 
-    results: dict[str, list[dict]] = {"plain": [], "trainer": []}
-    for rep in range(args.reps):
-        for mode in (("plain", "trainer") if rep % 2 == 0 else ("trainer", "plain")):
-            results[mode].append(launch(args, mode))
-    med = {m: statistics.median(r["per_epoch"] for r in rs) for m, rs in results.items()}
-    peak = {m: max(r["peak_rss"] for r in rs) for m, rs in results.items()}
-    growth = {m: max(r["rss_end"] - r["rss_start"] for r in rs) for m, rs in results.items()}
-    save = statistics.median(r["save"] for r in results["trainer"])
+    timing = launch(args, "time")
+    med = {m: statistics.median(ts) for m, ts in timing["times"].items()}
     print(f"config: {args.config} {' '.join(args.overrides)}".rstrip())
-    print(f"{results['trainer'][0]['batches']} training batches per epoch, {args.epochs} timed "
-          f"epochs x {args.reps} processes per variant, checkpoint every "
+    print(f"{timing['batches']} training batches per epoch; {args.reps} blocks of {args.epochs} "
+          f"epochs per variant, alternating in one process; checkpoint every "
           f"{args.save_period or 'never'} epochs")
     for m in ("plain", "trainer"):
-        print(f"{m + ':':9} {med[m] * 1000:9.2f} ms/epoch (median)   peak RSS {peak[m]:7.1f} MB"
-              f"   RSS growth over the timed epochs {growth[m]:+.1f} MB")
+        blocks = ", ".join(f"{t * 1000:.2f}" for t in timing["times"][m])
+        print(f"{m + ':':9} {med[m] * 1000:9.2f} ms/epoch (median of blocks: {blocks})")
     print(f"ratio trainer/plain: {med['trainer'] / med['plain']:.3f}")
-    print(f"peak RSS difference trainer-plain: {peak['trainer'] - peak['plain']:+.1f} MB")
-    print(f"one checkpoint save: {save * 1000:.2f} ms")
+    print(f"one checkpoint save: {timing['save'] * 1000:.2f} ms")
+    if args.mem_epochs:
+        mem = {m: launch(args, m) for m in ("plain", "trainer")}
+        for m in ("plain", "trainer"):
+            print(f"{m + ':':9} peak RSS {mem[m]['peak']:7.1f} MB, RSS growth over "
+                  f"{args.mem_epochs} epochs after warm-up {mem[m]['growth']:+.1f} MB")
+        print(f"peak RSS difference trainer-plain: {mem['trainer']['peak'] - mem['plain']['peak']:+.1f}"
+              " MB")
     return 0
 
 

@@ -30,6 +30,8 @@ from conftest import (
     train,
 )
 
+from utils.checkpoint import history_rows
+
 DIGITS = REPO / "config/digits_mlp.json"
 # 1797 digits: 359 test, 1406 validation -> exactly 32 training samples (one step of 32)
 ONE_STEP = ["data_loader.args.test_split=359", "data_loader.args.validation_split=1406",
@@ -166,7 +168,7 @@ def test_ddp_checkpoint_is_plain_and_loads_in_one_process(ddp_run, tmp_path):
 def test_ddp_validation_equals_single_process_evaluation(ddp_run):
     run, _ = ddp_run
     ckpt = load(run / "checkpoint-epoch3.pth")
-    row = ckpt["history"][-1]
+    row = history_rows(ckpt)[-1]
     single = single_process_evaluation(run / "checkpoint-epoch3.pth", "valid")
     # exactly: the ranks' batches are the single process's batches, summed in its order
     assert {f"val_{k}": v for k, v in single.items()} == \
@@ -296,8 +298,8 @@ def test_sigterm_stops_every_rank_and_mid_epoch_resume_is_exact(ddp_run, save_di
     a = load(ddp_run[0] / f"checkpoint-epoch{epoch}.pth")
     b = load(run / f"checkpoint-epoch{epoch}.pth")
     assert_same_weights(a["model_state_dict"], b["model_state_dict"])
-    assert a["history"] == [{**h, "seconds": a["history"][i]["seconds"]}
-                            for i, h in enumerate(b["history"])]
+    assert history_rows(a) == [{**h, "seconds": history_rows(a)[i]["seconds"]}
+                            for i, h in enumerate(history_rows(b))]
 
 
 def test_killing_one_rank_ends_the_run_with_an_error(save_dir):
@@ -347,13 +349,13 @@ def test_amp_bf16_trains_on_cpu(save_dir, tmp_path):
     ckpt = load(run / "checkpoint-epoch3.pth")
     assert ckpt["grad_scaler_state_dict"] is None
     assert ckpt["model_state_dict"]["output.weight"].dtype == torch.float32
-    assert ckpt["history"][-1]["val_accuracy"] > 0.7
+    assert history_rows(ckpt)[-1]["val_accuracy"] > 0.7
     assert script_main("test")(["-r", str(run / "checkpoint-epoch3.pth"),
                                 "--output", str(tmp_path / "t.json")]) == 0
     # test.py evaluates with the run's autocast: it reproduces the validation exactly
     assert {f"val_{k}": v for k, v in single_process_evaluation(
         run / "checkpoint-epoch3.pth", "valid", "bf16").items()} == \
-        {k: v for k, v in ckpt["history"][-1].items() if k.startswith("val_")}
+        {k: v for k, v in history_rows(ckpt)[-1].items() if k.startswith("val_")}
 
 
 @pytest.mark.parametrize("override, key", [
@@ -392,7 +394,7 @@ def test_cuda_amp_trains_and_keeps_scaler_state(save_dir, amp):
     assert r.returncode == 0, r.stderr
     ckpt = load(only_run(save_dir, "digits_mlp") / "checkpoint-epoch3.pth")
     assert (ckpt["grad_scaler_state_dict"] is not None) == (amp == "fp16")
-    assert ckpt["history"][-1]["val_accuracy"] > 0.7
+    assert history_rows(ckpt)[-1]["val_accuracy"] > 0.7
 
 
 @needs_2_gpus
@@ -403,7 +405,7 @@ def test_nccl_run_validation_equals_single_process(save_dir):
     run = only_run(save_dir, "digits_mlp")
     ckpt = load(run / "checkpoint-epoch2.pth")
     single = single_process_evaluation(run / "checkpoint-epoch2.pth", "valid")
-    assert ckpt["history"][-1]["val_accuracy"] == pytest.approx(single["accuracy"])
+    assert history_rows(ckpt)[-1]["val_accuracy"] == pytest.approx(single["accuracy"])
 
 
 @needs_2_gpus

@@ -97,9 +97,17 @@ def test_atomic_save_leaves_previous_file_on_failure(tmp_path, monkeypatch):
         f.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint.torch, "save", crash_mid_write)
-    with pytest.raises(OSError):
-        checkpoint.save_atomic({"w": torch.zeros(10)}, path)
+    def crash_at_fsync(fd):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:  # the serialization fails
+        m.setattr(checkpoint.torch, "save", crash_mid_write)
+        with pytest.raises(OSError):
+            checkpoint.save_atomic({"w": torch.zeros(10)}, path)
+    with monkeypatch.context() as m:  # the write reaches the disk only in part
+        m.setattr(checkpoint.os, "fsync", crash_at_fsync)
+        with pytest.raises(OSError):
+            checkpoint.save_atomic({"w": torch.zeros(10)}, path, tmp_path / "model_best.pth")
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(10))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 

@@ -100,7 +100,7 @@ class Trainer(BaseTrainer):
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         start_batch, self.start_batch = self.start_batch, 0
-        stats = EpochStats(self.sum_reduction)
+        stats = EpochStats(self.sum_reduction, capacity=self.data_loader.batch_sampler.samples())
         if start_batch and self.partial_stats is not None:
             stats.load_state_dict(self.partial_stats, self.device)
             self.partial_stats = None

@@ -8,6 +8,8 @@ renamed over the target: a crash mid-write leaves the previous file intact.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pickle
 import random
@@ -24,21 +26,58 @@ from utils.errors import ConfigError
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "config", "arch")
 
 
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to `path` so that readers see the old file or the whole new one."""
-    path = Path(path)
+def serialize(obj: Any) -> memoryview:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
+
+
+def save_atomic(obj: Any, *paths: str | Path) -> None:
+    """torch.save `obj` once to each path, so that readers see the old file or the
+    whole new one. The first path is written; the others become hard links to it
+    (no second write), or copies where the file system has no hard links."""
+    data = serialize(obj)
+    first, *others = [Path(p) for p in paths]
+    write_atomic(data, first)
+    for path in others:
+        try:
+            link_atomic(first, path)
+        except OSError:
+            write_atomic(data, path)
+
+
+def link_atomic(source: Path, path: Path) -> None:
+    """Make `path` a hard link to `source`, replacing `path` atomically."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
+    tmp.unlink(missing_ok=True)
+    os.link(source, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_atomic(data: bytes | memoryview, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, rename over `path`."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform allows it)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -71,6 +110,12 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     return ckpt
 
 
+def history_rows(ckpt: dict) -> list[dict]:
+    """The checkpoint's per-epoch rows (stored as one JSON string, a list of dicts)."""
+    history = ckpt.get("history") or "[]"
+    return json.loads(history) if isinstance(history, str) else [dict(r) for r in history]
+
+
 # ---------------------------------------------------------------- random states
 
 def capture_rng_state() -> dict:
@@ -78,7 +123,7 @@ def capture_rng_state() -> dict:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
-        "python": [version, list(internal), gauss],
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
                   float(cached)],
         "torch": torch.get_rng_state(),
@@ -90,7 +135,7 @@ def capture_rng_state() -> dict:
 
 def restore_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate((version, tuple(internal.tolist()), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
