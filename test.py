@@ -84,17 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
     from utils import dist
-    from utils.errors import ConfigError, RunError
+    from utils.errors import ConfigError, RunError, report
 
     try:
         metrics = run(args)
         main_rank = dist.is_main()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (ConfigError, RunError) as e:
+        return report(e)
     finally:
         dist.cleanup()
     if metrics is None or not main_rank:  # --predict wrote its file; rank 0 reports

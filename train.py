@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from base.base_trainer import Interrupted
     from logger.logger import close_logging
     from utils.dist import cleanup as cleanup_distributed
-    from utils.errors import ConfigError, RunError
+    from utils.errors import ConfigError, RunError, report
     from utils.parse_config import ConfigParser
 
     try:
@@ -161,12 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ConfigParser.from_args(args)
         config.dry_run = args.dry_run
         return train(config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (ConfigError, RunError) as e:
+        return report(e)
     except Interrupted as e:
         print(f"{e}; checkpoint: {e.path}", file=sys.stderr)
         return e.exit_code

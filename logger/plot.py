@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, report
 
 PANEL_INCHES = (4.0, 3.2)  # width, height of one panel
 MAX_COLUMNS = 3
@@ -374,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = plot(args.paths, args.output)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     print(f"saved {out}")
     return 0
 

@@ -6,6 +6,7 @@ Anything else is a bug and keeps its traceback.
 """
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -15,6 +16,12 @@ class ConfigError(Exception):
 
 class RunError(Exception):
     """Training or evaluation failed while running (exit code 1)."""
+
+
+def report(error: ConfigError | RunError) -> int:
+    """Print a user-facing error as one `error:` line on stderr; return its exit code."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2 if isinstance(error, ConfigError) else 1
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
