@@ -11,6 +11,9 @@ the blocks' per-epoch times and their ratio are printed. Memory: each variant
 then runs alone in a fresh process for `--mem-epochs` epochs, reporting its
 peak RSS and how much its RSS grew after the warm-up.
 
+The plain loop reads loss and accuracy; give the Trainer the same work with
+`metrics=[accuracy]` when the config lists more metrics.
+
 Checkpointing: off by default (trainer.save_period beyond the run, and
 trainer.monitor off, so no model_best.pth either); `--save-period N` writes a
 checkpoint every N epochs and keeps the config's monitor (model_best.pth on
