@@ -142,6 +142,16 @@ def set_by_path(config: dict, key: str, value: Any, add: bool = False, source: s
             node = node[part]
 
 
+def command_overrides(args: Any) -> list[str]:
+    """The command line's KEY.PATH=VALUE overrides, with --lr and --bs spelled out as such."""
+    overrides = list(getattr(args, "overrides", None) or [])
+    if getattr(args, "lr", None) is not None:
+        overrides.append(f"optimizer.args.lr={args.lr!r}")
+    if getattr(args, "bs", None) is not None:
+        overrides.append(f"data_loader.args.batch_size={args.bs}")
+    return overrides
+
+
 def with_defaults(config: dict) -> dict:
     """A copy of `config` with the optional keys of the schema filled in, so that
     overrides may set them without '+' (trainer.keep_last=2, seed=1)."""

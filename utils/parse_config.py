@@ -18,6 +18,7 @@ from typing import Any
 from utils.config import (
     INJECTED_LOADER_ARGS,
     apply_overrides,
+    command_overrides,
     component_spec,
     load_config_file,
     save_config,
@@ -63,11 +64,7 @@ class ConfigParser:
         """Read -c/-r/overrides, validate, and return the parser (nothing is written)."""
         from utils.checkpoint import load_checkpoint
 
-        overrides = list(getattr(args, "overrides", None) or [])
-        if getattr(args, "lr", None) is not None:
-            overrides.append(f"optimizer.args.lr={args.lr!r}")
-        if getattr(args, "bs", None) is not None:
-            overrides.append(f"data_loader.args.batch_size={args.bs}")
+        overrides = command_overrides(args)
         checkpoint = None
         resume = Path(args.resume) if getattr(args, "resume", None) else None
         if resume is not None:

@@ -34,6 +34,7 @@ from typing import Any
 from utils.config import (
     _has_validation,
     apply_overrides,
+    command_overrides,
     load_config_file,
     metric_names,
     parse_monitor,
@@ -162,15 +163,6 @@ def split_choices(text: str) -> list[str]:
     return parts
 
 
-def _command_overrides(args: Any) -> list[str]:
-    overrides = list(getattr(args, "overrides", None) or [])
-    if getattr(args, "lr", None) is not None:
-        overrides.append(f"optimizer.args.lr={args.lr!r}")
-    if getattr(args, "bs", None) is not None:
-        overrides.append(f"data_loader.args.batch_size={args.bs}")
-    return overrides
-
-
 def load_sweep(args: Any) -> Sweep | None:
     """The sweep the command line asks for, checked in full; None for an ordinary run."""
     multirun = bool(getattr(args, "multirun", False))
@@ -192,7 +184,7 @@ def load_sweep(args: Any) -> Sweep | None:
 
     source = str(args.config)
     fixed, cli_params = [], []
-    for item in _command_overrides(args):
+    for item in command_overrides(args):
         key, text, add = split_override(item)
         choices = split_choices(text)
         if multirun and len(choices) > 1 and not key.startswith("sweep"):
