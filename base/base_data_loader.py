@@ -69,16 +69,13 @@ class EpochBatchSampler:
 
     def samples(self) -> int:
         """Samples this rank reads in one epoch (padding included)."""
-        return self._num_samples()
-
-    def _num_samples(self) -> int:
         n = len(self.indices)
         if self.world_size > 1 and self.even:
             n = -(-n // self.world_size)
         return n
 
     def __len__(self) -> int:
-        n = self._num_samples()
+        n = self.samples()
         n = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         if self.world_size > 1 and not self.even:
             n = len(range(self.rank, n, self.world_size))
