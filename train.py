@@ -137,6 +137,7 @@ def train(config) -> int:
                         f"{ckpt['epoch']} or is not a run folder; this run writes to "
                         f"{config.save_dir} and leaves it untouched")
     trainer.train()
+    dist.barrier()  # every rank is done before any tears the process group down
     get_logger().info(f"done: checkpoints in {config.save_dir}")
     return 0
 
