@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import signal
 import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from logger.logger import get_logger
 from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
 from utils import dist
-from utils.checkpoint import capture_rng_state, history_rows, restore_rng_state, save_atomic
-from utils.config import parse_monitor
+from utils.checkpoint import (
+    BEST_NAME,
+    INTERRUPT_NAME,
+    capture_rng_state,
+    epoch_checkpoint_name,
+    epoch_checkpoints,
+    history_rows,
+    restore_rng_state,
+    save_atomic,
+)
 from utils.errors import ConfigError
+from utils.schema import parse_monitor
+from utils.signals import exit_code, signal_name, stop_signals_handled
 
-INTERRUPT_NAME = "checkpoint-interrupted.pth"
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DIST_STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' (collective) stop checks
 
 
@@ -44,14 +51,22 @@ class Interrupted(Exception):
     """Training was stopped by a signal after saving a checkpoint."""
 
     def __init__(self, signum: int, path: Path | None):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.exit_code = EXIT_CODES.get(signum, 130)
+        super().__init__(f"interrupted by {signal_name(signum)}")
+        self.exit_code = exit_code(signum)
         self.path = path
 
 
 class BaseTrainer(ABC):
-    def __init__(self, model, criterion, metric_fns: dict, optimizer, config, device,
-                 lr_scheduler=None):
+    """Owns the state a checkpoint holds; a subclass trains one epoch (`_train_epoch`).
+
+    `config` is the parsed config (trainer/parse_config.py), `run_folder`
+    where checkpoints and logs go (trainer/run_folder.py).
+    """
+
+    def __init__(self, model: torch.nn.Module, criterion: Any, metric_fns: dict,
+                 optimizer: torch.optim.Optimizer, config: Any, device: torch.device,
+                 data_loader: Any, valid_data_loader: Any = None, lr_scheduler: Any = None,
+                 *, run_folder: Any):
         self.config = config
         self.logger = get_logger("trainer")
         self.model = model
@@ -60,8 +75,14 @@ class BaseTrainer(ABC):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.device = device
+        self.data_loader = data_loader
+        self.valid_data_loader = valid_data_loader
+        self.run_folder = run_folder
 
         cfg = config["trainer"]
+        self.amp = cfg["amp"]
+        # fp16 loss scaling; a disabled scaler passes everything through (amp off or bf16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == "fp16")
         self.epochs = cfg["epochs"]
         self.save_period = cfg["save_period"]
         self.keep_last = cfg["keep_last"]
@@ -80,7 +101,7 @@ class BaseTrainer(ABC):
         self.partial_stats: dict | None = None
         self.history: list[dict] = []
         self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
-        self.checkpoint_dir: Path = config.save_dir
+        self.checkpoint_dir: Path = run_folder.save_dir
         self.stop_signal: int | None = None
         self.csv: MetricsCSV | None = None
         self.writer: TensorboardWriter | None = None
@@ -134,40 +155,28 @@ class BaseTrainer(ABC):
             return value < self.mnt_best
         return value > self.mnt_best
 
-    @contextmanager
-    def _signals(self):
+    def _request_stop(self, signum: int, _frame: Any) -> None:
         """First SIGINT/SIGTERM: stop after the current batch. Second SIGINT: abort now."""
-        def request_stop(signum, _frame):
-            # under torchrun the launcher forwards the terminal's Ctrl-C: not a second one
-            if self.stop_signal is not None and signum == signal.SIGINT and not self.distributed:
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-            again = " (Ctrl-C again aborts)" if not self.distributed else ""
-            self.logger.warning(f"{signal.Signals(signum).name} received: stopping after the "
-                                f"current batch to save a checkpoint{again}")
-
-        try:
-            previous = {s: signal.signal(s, request_stop) for s in EXIT_CODES}
-        except ValueError:  # not the main thread
-            previous = {}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        # under torchrun the launcher forwards the terminal's Ctrl-C: not a second one
+        if self.stop_signal is not None and signum == signal.SIGINT and not self.distributed:
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        again = " (Ctrl-C again aborts)" if not self.distributed else ""
+        self.logger.warning(f"{signal_name(signum)} received: stopping after the "
+                            f"current batch to save a checkpoint{again}")
 
     # ------------------------------------------------------------ the loop
 
     def train(self) -> list[dict]:
         """Run epochs start_epoch..epochs; return the history of per-epoch rows."""
         columns = csv_columns(list(self.metric_fns), self.valid_data_loader is not None)
+        log_dir = self.run_folder.log_dir
         if self.is_main:
-            self.csv = MetricsCSV(self.config.log_dir / "metrics.csv", columns, self.history)
-        self.writer = TensorboardWriter(self.config.log_dir,
-                                        self.config.trainer["tensorboard"] and self.is_main,
+            self.csv = MetricsCSV(log_dir / "metrics.csv", columns, self.history)
+        self.writer = TensorboardWriter(log_dir, self.config.trainer["tensorboard"] and self.is_main,
                                         self.config.config)
         try:
-            with self._signals():
+            with stop_signals_handled(self._request_stop):
                 self._loop()
         finally:
             self.writer.close()
@@ -216,7 +225,6 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------ checkpoints
 
     def _state(self, epoch: int, loss: float) -> dict:
-        scaler = getattr(self, "scaler", None)
         return {
             "epoch": epoch,
             "model_state_dict": self.plain_model.state_dict(),
@@ -232,11 +240,12 @@ class BaseTrainer(ABC):
             # one JSON string: a single object to pickle, however long the run
             "history": "[" + ",".join(self._history_json) + "]",
             "partial_epoch": None,
-            "grad_scaler_state_dict": scaler.state_dict() if scaler is not None else None,
+            "grad_scaler_state_dict": (self.scaler.state_dict() if self.scaler.is_enabled()
+                                       else None),
         }
 
     def _periodic_path(self, epoch: int) -> Path:
-        return self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
+        return self.checkpoint_dir / epoch_checkpoint_name(epoch)
 
     def _save_checkpoint(self, epoch: int, row: dict, periodic: bool = True,
                          best: bool = False) -> None:
@@ -244,7 +253,7 @@ class BaseTrainer(ABC):
         if not self.is_main:
             return
         paths = ([self._periodic_path(epoch)] if periodic else []) + \
-            ([self.checkpoint_dir / "model_best.pth"] if best else [])
+            ([self.checkpoint_dir / BEST_NAME] if best else [])
         save_atomic(self._state(epoch, row["loss"]), *paths)
         for path in paths:
             self.logger.debug(f"saved {path}")
@@ -258,12 +267,7 @@ class BaseTrainer(ABC):
         """Keep the newest `keep_last` periodic checkpoints (0 keeps all)."""
         if not self.keep_last:
             return
-        found = []
-        for p in self.checkpoint_dir.glob("checkpoint-epoch*.pth"):
-            m = re.fullmatch(r"checkpoint-epoch(\d+)\.pth", p.name)
-            if m:
-                found.append((int(m.group(1)), p))
-        for _, p in sorted(found)[:-self.keep_last]:
+        for _, p in epoch_checkpoints(self.checkpoint_dir)[:-self.keep_last]:
             p.unlink(missing_ok=True)
 
     def _save_interrupted(self, stop: StopTraining) -> Path:
@@ -308,9 +312,8 @@ class BaseTrainer(ABC):
             return
         if self.lr_scheduler is not None and ckpt.get("lr_scheduler_state_dict") is not None:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
-        scaler = getattr(self, "scaler", None)
-        if scaler is not None and ckpt.get("grad_scaler_state_dict"):
-            scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
+        if self.scaler.is_enabled() and ckpt.get("grad_scaler_state_dict"):
+            self.scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.early_stop_count = ckpt.get("early_stop_count", 0)
         for row in history_rows(ckpt):

@@ -49,8 +49,7 @@ def peak_rss_mb() -> float:
 def build(args, epochs: int):
     """The config's components, with outputs in a temporary folder and quiet logs."""
     sys.path.insert(0, str(REPO))
-    from train import build as build_components
-    from utils.parse_config import ConfigParser
+    from trainer.parse_config import ConfigParser
 
     tmp = tempfile.mkdtemp(prefix="overhead-")
     checkpoints = ([f"trainer.save_period={args.save_period}"] if args.save_period
@@ -60,7 +59,7 @@ def build(args, epochs: int):
         f"trainer.epochs={epochs}", *checkpoints, "trainer.early_stop=0",
         "trainer.tensorboard=false"])
     config = ConfigParser.from_args(ns)
-    return config, build_components(config)
+    return config, config.build_all()
 
 
 class TrainerRunner:
@@ -71,12 +70,13 @@ class TrainerRunner:
 
         from logger.logger import setup_logging
         from trainer import Trainer
+        from trainer.run_folder import create_run_folder
 
-        data_loader, valid_loader, model, criterion, metrics, optimizer, scheduler = parts
-        config.make_run_dirs()
         setup_logging(0)
-        self.trainer = Trainer(model, criterion, metrics, optimizer, config,
-                               torch.device("cpu"), data_loader, valid_loader, scheduler)
+        self.trainer = Trainer(parts.model, parts.criterion, parts.metrics, parts.optimizer,
+                               config, torch.device("cpu"), parts.data_loader,
+                               parts.valid_data_loader, parts.lr_scheduler,
+                               run_folder=create_run_folder(config))
         self.done = 0
 
     def run(self, epochs: int) -> None:
@@ -101,7 +101,8 @@ class PlainRunner:
     """The loop a user would write by hand: randperm indexing, same train + validation work."""
 
     def __init__(self, config, parts):
-        data_loader, valid_loader, self.model, _, _, self.optimizer, self.scheduler = parts
+        data_loader, valid_loader = parts.data_loader, parts.valid_data_loader
+        self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.lr_scheduler
         x_all, y_all = data_loader.dataset.tensors
         self.x, self.y = x_all[data_loader.indices], y_all[data_loader.indices]
         self.xv, self.yv = x_all[valid_loader.indices], y_all[valid_loader.indices]

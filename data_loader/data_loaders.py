@@ -6,6 +6,7 @@ import socket
 import warnings
 from contextlib import contextmanager
 
+import sklearn.datasets
 import torch
 
 from base import BaseDataLoader
@@ -22,9 +23,7 @@ class DigitsDataLoader(BaseDataLoader):
                  validation_split=0.1, test_split=0.2, num_workers: int = 0,
                  standardize: bool = True, split_seed: int = 0, training: bool = True,
                  seed: int = 0):
-        from sklearn.datasets import load_digits
-
-        x, y = load_digits(n_class=n_class, return_X_y=True)
+        x, y = sklearn.datasets.load_digits(n_class=n_class, return_X_y=True)
         dataset = TensorDataset(torch.tensor(x, dtype=torch.float32),
                                 torch.tensor(y, dtype=torch.int64))
         super().__init__(dataset, batch_size, shuffle, validation_split, num_workers,
@@ -70,18 +69,15 @@ def fetch_california_housing(data_home: str | None, download: bool):
     Without a network (or with download false and no cache) this is a RunError
     that says a network is needed and where the cached copy would be.
     """
-    from sklearn.datasets import fetch_california_housing as fetch
-    from sklearn.datasets import get_data_home
-
     try:
-        home = get_data_home(data_home)  # creates the folder
+        home = sklearn.datasets.get_data_home(data_home)  # creates the folder
     except OSError as e:
         raise RunError(f"data_loader.args.data_home: cannot use {data_home} as scikit-learn's "
                        f"data folder: {e}") from None
     try:
         with socket_timeout(DOWNLOAD_TIMEOUT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scikit-learn's "Retry downloading" warning
-            return fetch(data_home=data_home, download_if_missing=download, return_X_y=True,
+            return sklearn.datasets.fetch_california_housing(data_home=data_home, download_if_missing=download, return_X_y=True,
                          n_retries=1, delay=0.5)
     except OSError as e:  # URLError, timeouts, refused connections, no cache
         why = "download is false" if not download else f"the download failed: {e}"
@@ -111,8 +107,6 @@ class SklearnDataLoader(BaseDataLoader):
         if dataset == "california_housing":
             x, y = fetch_california_housing(data_home, download)
         else:
-            import sklearn.datasets
-
             x, y = getattr(sklearn.datasets, fn_name)(return_X_y=True)
         super().__init__(tabular_dataset(x, y, self.task), batch_size, shuffle, validation_split,
                          num_workers, test_split=test_split, training=training, seed=seed,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import torch
+from sklearn.metrics import classification_report, confusion_matrix
 
 from utils.errors import RunError
 
@@ -20,8 +21,6 @@ PRINT_MAX_CLASSES = 20  # larger matrices are only saved
 
 def confusion_and_report(output: torch.Tensor, target: torch.Tensor):
     """(confusion matrix as a numpy array, report text, report dict) over all C classes."""
-    from sklearn.metrics import classification_report, confusion_matrix
-
     labels = list(range(output.shape[1]))
     pred = output.argmax(dim=1).numpy()
     true = target.numpy()
@@ -104,11 +103,14 @@ def classification_report_files(output: torch.Tensor, target: torch.Tensor, out_
     return written
 
 
-def write_test_report(model, loader, device, out_dir: Path) -> list[Path]:
-    """The classification report of `model` on `loader` (nothing for regression)."""
-    from utils.predict import collect_outputs, is_classification
+def is_classification(output: torch.Tensor, target: torch.Tensor | None) -> bool:
+    """Integer class targets and one score per class (output of shape (N, C), C > 1)."""
+    integer_target = target is None or not (target.is_floating_point() or target.is_complex())
+    return integer_target and output.ndim == 2 and output.shape[1] > 1
 
-    output, target = collect_outputs(model, loader, device)
+
+def write_test_report(output: torch.Tensor, target: torch.Tensor, out_dir: Path) -> list[Path]:
+    """The classification report of a model's outputs on the test split (none for regression)."""
     if len(output) == 0 or not is_classification(output, target):
         return []
     return classification_report_files(output, target, out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from logger.logger import get_logger
@@ -56,8 +57,6 @@ class TensorboardWriter:
             return
         self.writer = SummaryWriter(log_dir=str(log_dir))
         if config is not None:
-            import json
-
             self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", 0)
 
     def write(self, row: dict, step: int) -> None:

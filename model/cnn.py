@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 
 from base import BaseModel
-from model.init import freeze as freeze_parts
-from model.init import init_weights
 from model.model import activation_layer
+from model.weight_init import freeze as freeze_parts
+from model.weight_init import init_weights
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 

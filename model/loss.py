@@ -32,13 +32,13 @@ def _same_shape(name: str, output: torch.Tensor, target: torch.Tensor) -> None:
                        f"float32, so the model needs out_features=k")
 
 
-def mse(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def mse_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean squared error (sum over the target values with reduction 'sum')."""
     _same_shape("mse", output, target)
     return F.mse_loss(output, target, reduction=reduction)
 
 
-def l1(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def l1_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean absolute error (sum over the target values with reduction 'sum')."""
     _same_shape("l1", output, target)
     return F.l1_loss(output, target, reduction=reduction)

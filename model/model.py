@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 
 from base import BaseModel
-from model.init import freeze as freeze_parts
-from model.init import init_weights
+from model.weight_init import freeze as freeze_parts
+from model.weight_init import init_weights
 
 
 def activation_layer(name: str) -> nn.Module:
@@ -26,7 +26,7 @@ class MLP(BaseModel):
     `container` builds the hidden stack as nn.Sequential (called as one
     module) or nn.ModuleList (iterated in forward); both hold the same layers
     under the same names, so parameters, init and outputs are identical.
-    `init` names the weight initialisation of the Linear layers (model.init.INITS)
+    `init` names the weight initialisation of the Linear layers (model.weight_init.INITS)
     and `bias_init` the constant their biases start from (with any init but
     'default'). `freeze` lists parts to keep fixed, e.g. ["hidden.0"] or ["output"].
     """

@@ -9,8 +9,8 @@ import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from base import BaseModel
-from model.init import freeze as freeze_parts
-from model.init import init_weights
+from model.weight_init import freeze as freeze_parts
+from model.weight_init import init_weights
 
 
 def load_embedding(path: str, vocab_size: int, embedding_dim: int) -> torch.Tensor:

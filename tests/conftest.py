@@ -80,3 +80,11 @@ def digits_run(tmp_path_factory) -> Path:
     result = train("-c", REPO / "config/digits_mlp.json", save_dir=save)
     assert result.returncode == 0, result.stderr
     return only_run(save, "digits_mlp")
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> dict:
+    """The validated config of a file plus overrides, as train.py reads it."""
+    from trainer.parse_config import validate_config
+    from utils.config_io import apply_overrides, load_config_file
+
+    return validate_config(apply_overrides(load_config_file(path), overrides or []))[0]

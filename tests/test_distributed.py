@@ -23,6 +23,7 @@ from conftest import (
     REPO,
     assert_same_weights,
     load,
+    load_config,
     only_run,
     read_csv,
     read_json,
@@ -109,8 +110,8 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 def single_process_evaluation(ckpt_path: Path, split: str, amp: str = "off") -> dict:
     """The checkpoint's model evaluated in this process on its 'valid' or 'test' split."""
     from trainer import evaluate
+    from trainer.parse_config import ConfigParser
     from utils.checkpoint import load_checkpoint
-    from utils.parse_config import ConfigParser
 
     ckpt = load_checkpoint(ckpt_path)
     config = ConfigParser(ckpt["config"], str(ckpt_path))
@@ -222,11 +223,10 @@ def one_step_reference(tmp_path_factory):
 
 
 def initial_weights() -> dict:
-    from train import build
-    from utils.parse_config import ConfigParser, load_config
+    from trainer.parse_config import ConfigParser
 
     config = ConfigParser(load_config(DIGITS, ONE_STEP), str(DIGITS))
-    return build(config)[2].state_dict()
+    return config.build_all().model.state_dict()
 
 
 @pytest.mark.parametrize("launcher, batch, accumulate, clip", [
@@ -375,7 +375,6 @@ def test_bad_scale_out_settings_fail_up_front(save_dir, capsys, override, key):
 
 
 def test_scale_out_keys_have_defaults_and_yaml_off_means_off():
-    from utils.parse_config import load_config
 
     trainer = load_config(DIGITS)["trainer"]
     assert (trainer["amp"], trainer["accumulate_steps"], trainer["clip_grad_norm"]) == \

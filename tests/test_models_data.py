@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO, load, only_run, read_json, run_script, train
+from conftest import REPO, load, load_config, only_run, read_json, run_script, train
 
 from utils.errors import ConfigError, RunError
 
@@ -101,14 +101,13 @@ def wine_frozen_run(tmp_path_factory):
 
 def test_frozen_parameters_unchanged_after_training(wine_frozen_run):
     """A real run: frozen weights stay at their initial values; the others train."""
-    import train as train_script
-    from utils.parse_config import ConfigParser, load_config
+    from trainer.parse_config import ConfigParser
 
     first = load(wine_frozen_run / "checkpoint-epoch1.pth")
     last = load(wine_frozen_run / "checkpoint-epoch2.pth")
     # the model as train.py builds it, before any step
     config = load_config(CONFIG / "wine_mlp.yaml", FROZEN)
-    model = train_script.build(ConfigParser(config, "test"))[2]
+    model = ConfigParser(config, "test").build_all().model
     init = model.state_dict()
     for name in ["hidden.0.weight", "hidden.0.bias", "output.bias"]:
         assert torch.equal(last["model_state_dict"][name], init[name]), name
@@ -298,7 +297,8 @@ def test_epoch_metrics_over_batches_equal_sklearn_on_all_predictions():
 
 
 def test_regression_losses():
-    from model.loss import l1, mse
+    from model.loss import l1_loss as l1
+    from model.loss import mse_loss as mse
 
     out, tgt = torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [1.0]])
     assert mse(out, tgt).item() == pytest.approx(2.5)

@@ -114,7 +114,7 @@ def test_failed_trials_are_recorded_and_the_others_finish_and_test(tmp_path, sav
 
 def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
     import train as train_py
-    from utils.sweep import load_sweep, split_choices
+    from sweep.spec import load_sweep, split_choices
 
     assert split_choices("[64,32],[128]") == ["[64,32]", "[128]"]
     assert split_choices("'a,b',c") == ["'a,b'", "c"]
@@ -141,7 +141,7 @@ def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
 
 
 def test_each_trial_gets_its_share_of_the_cores(monkeypatch):
-    from utils import sweep_run
+    from sweep import runner as sweep_run
 
     monkeypatch.setattr(sweep_run, "cpu_count", lambda: 16)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

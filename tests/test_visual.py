@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ENV, REPO, read_csv, read_json, run_dirs, run_script, train
+from conftest import ENV, REPO, load_config, read_csv, read_json, run_dirs, run_script, train
 
 DIGITS_JSON = REPO / "config/digits_mlp.json"
 TINY = ("trainer.epochs=2", "trainer.verbosity=1")
@@ -116,7 +116,6 @@ def test_tensorboard_enabled_but_missing_warns_and_trains(runs):
 
 def test_histogram_period_is_validated():
     from utils.errors import ConfigError
-    from utils.parse_config import load_config
 
     assert load_config(DIGITS_JSON)["trainer"]["histogram_period"] == 10  # the default
     with pytest.raises(ConfigError, match=r"trainer\.histogram_period: expected an integer >= 0"):
@@ -199,7 +198,7 @@ def test_plot_bad_paths_are_clear_errors(tmp_path, capsys):
 
 def test_summary_counts_trainable_and_frozen_parameters():
     from model.model import MLP
-    from utils.summary import summarize
+    from trainer.summary import summarize
 
     model = MLP(64, 10, hidden=32, depth=2, batch_norm=True, dropout=0.1)
     for p in model.hidden[0].parameters():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from utils import dist
 from utils.errors import RunError
 
 
@@ -89,8 +90,6 @@ class EpochStats:
 
     def gathered(self, device: torch.device) -> EpochStats:
         """Every rank's batches merged (torch.distributed); `self` in a single process."""
-        from utils import dist
-
         if not dist.is_distributed():
             return self
         merged = EpochStats(self.sum_reduction)

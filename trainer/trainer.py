@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import nullcontext
 
 import torch
@@ -15,6 +16,7 @@ from utils import dist
 from utils.errors import ConfigError
 
 NAN_CHECK_EVERY = 100  # batches between (cheap, host-syncing) NaN checks
+AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def to_device(batch, device: torch.device):
@@ -22,9 +24,6 @@ def to_device(batch, device: torch.device):
     if device.type == "cpu":
         return batch
     return [t.to(device, non_blocking=True) for t in batch]
-
-
-AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_amp(amp: str, device: torch.device) -> None:
@@ -35,6 +34,7 @@ def check_amp(amp: str, device: torch.device) -> None:
 
 
 def autocast(amp: str, device: torch.device):
+    """torch.autocast for trainer.amp bf16/fp16; a no-op context when amp is off."""
     dtype = AUTOCAST_DTYPES[amp]
     if dtype is None:
         return nullcontext()
@@ -53,23 +53,31 @@ def progress_bar(total: int, desc: str, verbosity: int):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
 
 
-@torch.no_grad()
+def eval_batches(model, loader, device: torch.device, amp: str = "off",
+                 criterion=None) -> Iterator[tuple]:
+    """(output, target, loss) of every batch of `loader`, model in eval mode, without
+    gradients; loss is None without a criterion. The one evaluation loop of the project
+    (validation, test.py's metrics, report and predictions)."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    model.eval()
+    for batch in loader:
+        *inputs, target = to_device(batch, device)
+        with torch.no_grad(), autocast(amp, device):
+            output = model(*inputs)
+            loss = criterion(output, target) if criterion is not None else None
+        yield output, target, loss
+
+
 def evaluate(model, loader, criterion, metric_fns: dict, device,
              amp: str = "off") -> dict[str, float]:
-    """Loss and metrics of `model` over every batch of `loader` (model.eval, no_grad).
+    """Loss and metrics of `model` over every batch of `loader`.
 
     With a loader sharded across ranks (torch.distributed), every rank's
     batches are gathered first, so each rank returns the single-process result.
     """
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    model.eval()
     stats = EpochStats(is_sum_reduction(criterion))
-    for batch in loader:
-        *inputs, target = to_device(batch, device)
-        with autocast(amp, device):
-            output = model(*inputs)
-            loss = criterion(output, target)
+    for output, target, loss in eval_batches(model, loader, device, amp, criterion):
         stats.update(loss, output, target)
     if dist.is_sharded(loader):
         stats = stats.gathered(device)
@@ -82,20 +90,13 @@ class Trainer(BaseTrainer):
     A batch is a tuple (inputs..., target); the model is called as model(*inputs).
     """
 
-    def __init__(self, model, criterion, metric_fns, optimizer, config, device, data_loader,
-                 valid_data_loader=None, lr_scheduler=None):
-        super().__init__(model, criterion, metric_fns, optimizer, config, device, lr_scheduler)
-        self.data_loader = data_loader
-        self.valid_data_loader = valid_data_loader
-        self.sum_reduction = is_sum_reduction(criterion)
-        cfg = config["trainer"]
-        self.amp = cfg["amp"]
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cfg = self.config["trainer"]
+        self.sum_reduction = is_sum_reduction(self.criterion)
         self.accumulate_steps = cfg["accumulate_steps"]
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
-        # the plain loop's step; anything else goes through _general_step
-        self.plain_step = self.amp == "off" and self.accumulate_steps == 1 \
-            and not self.clip_grad_norm
+        self.autocast = autocast(self.amp, self.device)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -110,14 +111,7 @@ class Trainer(BaseTrainer):
 
         for batch_idx, batch in enumerate(self.data_loader, start=start_batch + 1):
             *inputs, target = to_device(batch, self.device)
-            if self.plain_step:
-                self.optimizer.zero_grad(set_to_none=True)
-                output = self.model(*inputs)
-                loss = self.criterion(output, target)
-                loss.backward()
-                self.optimizer.step()
-            else:
-                output, loss = self._general_step(inputs, target, batch_idx, n_batches)
+            output, loss = self._train_step(inputs, target, batch_idx, n_batches)
             stats.update(loss, output, target)
             if bar is not None:
                 bar.update()
@@ -139,14 +133,16 @@ class Trainer(BaseTrainer):
             result.update({f"val_{k}": v for k, v in val.items()})
         return result
 
-    def _general_step(self, inputs, target, batch_idx: int, n_batches: int):
-        """One batch with autocast, gradient accumulation, clipping and loss scaling.
+    def _train_step(self, inputs, target, batch_idx: int, n_batches: int):
+        """One batch: forward under autocast, backward (loss-scaled for fp16), and, on the
+        last batch of an accumulation group, clipping and the optimizer step.
 
-        Batches are grouped by `accumulate_steps` from the epoch's first batch
-        (the last group may be shorter); the optimizer steps after a group's
-        last batch. A mean loss is divided by the group's size, so a group of
-        k batches of b equals one batch of k*b; under DDP the gradients are
-        all-reduced only on that last batch (no_sync on the others).
+        Each feature is a no-op when off (nanoGPT's pattern), so the plain case
+        is zero_grad, forward, backward, step. Batches are grouped by
+        `accumulate_steps` from the epoch's first batch (the last group may be
+        shorter); a mean loss is divided by the group's size, so a group of k
+        batches of b equals one batch of k*b; under DDP the gradients are
+        all-reduced only on a group's last batch (no_sync on the others).
         """
         before = (batch_idx - 1) % self.accumulate_steps  # batches of this group already done
         group = min(self.accumulate_steps, n_batches - (batch_idx - 1 - before))
@@ -155,21 +151,15 @@ class Trainer(BaseTrainer):
             self.optimizer.zero_grad(set_to_none=True)
         sync = self.model.no_sync() if self.distributed and not last else nullcontext()
         with sync:
-            with autocast(self.amp, self.device):
+            with self.autocast:
                 output = self.model(*inputs)
                 loss = self.criterion(output, target)
             scaled = loss / group if group > 1 and not self.sum_reduction else loss
-            if self.scaler is not None:
-                scaled = self.scaler.scale(scaled)
-            scaled.backward()
+            self.scaler.scale(scaled).backward()
         if last:
             if self.clip_grad_norm:
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
+                self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return output, loss

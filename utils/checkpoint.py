@@ -13,7 +13,7 @@ import json
 import os
 import pickle
 import random
-import tempfile
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,36 @@ import numpy as np
 import torch
 
 from utils.errors import ConfigError
+from utils.files import fsync_dir, write_atomic
 
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "config", "arch")
+BEST_NAME = "model_best.pth"
+INTERRUPT_NAME = "checkpoint-interrupted.pth"
+_EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.pth")
+
+
+# ---------------------------------------------------------------- names in a run folder
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    return f"checkpoint-epoch{epoch}.pth"
+
+
+def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run folder's checkpoint-epoch<N>.pth files as (N, path), oldest first."""
+    found = []
+    for p in Path(run_dir).glob("checkpoint-epoch*.pth"):
+        m = _EPOCH_NAME.fullmatch(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_epoch_checkpoint(run_dir: Path) -> Path | None:
+    found = epoch_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+# ---------------------------------------------------------------- writing and reading
 
 
 def serialize(obj: Any) -> memoryview:
@@ -56,34 +84,7 @@ def link_atomic(source: Path, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def write_atomic(data: bytes | memoryview, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (where the platform allows it)."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:

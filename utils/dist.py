@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import RunError
 
@@ -45,16 +46,42 @@ def is_main() -> bool:
     return get_rank() == 0
 
 
+def prepare_device(n_gpu_use: int) -> tuple[torch.device, list[int]]:
+    """The device to use and the GPU ids for DataParallel (the template's behaviour).
+
+    Asking for more GPUs than exist warns and uses what exists; none -> CPU.
+    """
+    logger = logging.getLogger("train.device")
+    n_gpu = torch.cuda.device_count()
+    if n_gpu_use > 0 and n_gpu == 0:
+        logger.warning("warning: n_gpu is %d but no GPU is available here; training on the CPU",
+                       n_gpu_use)
+        n_gpu_use = 0
+    if n_gpu_use > n_gpu:
+        logger.warning("warning: n_gpu is %d but only %d GPUs are available; using %d",
+                       n_gpu_use, n_gpu, n_gpu)
+        n_gpu_use = n_gpu
+    device = torch.device("cuda:0" if n_gpu_use > 0 else "cpu")
+    return device, list(range(n_gpu_use))
+
+
+def use_pinned_memory(device: torch.device, *loaders) -> None:
+    """On CUDA, batches come from pinned host memory so copies can be non-blocking."""
+    if device.type != "cuda":
+        return
+    for loader in loaders:
+        if loader is not None:
+            loader.pin_memory = True
+
+
 def setup_device(n_gpu: int) -> tuple[torch.device, list[int]]:
     """The device of this process and the GPU ids for DataParallel.
 
     Under torchrun this joins the process group first: with `n_gpu` > 0 and
     CUDA present, rank LOCAL_RANK takes cuda:LOCAL_RANK and the backend is
     nccl; otherwise the rank runs on the CPU with gloo. A single process
-    keeps the template's behaviour (utils.util.prepare_device).
+    keeps the template's behaviour (prepare_device).
     """
-    from utils.util import prepare_device
-
     if not launched_distributed():
         return prepare_device(n_gpu)
     if is_distributed():
@@ -106,8 +133,6 @@ def cleanup() -> None:
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DistributedDataParallel around `model` (already on `device`)."""
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 

@@ -1,8 +1,9 @@
-"""Name -> component lookup, one registry per kind (MMEngine's idea, kept small).
+"""Name -> component lookup (MMEngine's idea, kept small).
 
-A registry finds its entries by itself: it imports every module of its package
-(model/, data_loader/) and collects what they define, so adding a component is
-writing it in its folder and nothing else changes.
+A registry finds its entries by itself: on first use it imports every module
+of its package and collects what they define, so adding a component is
+writing it in its folder and nothing else changes. The registries themselves
+live beside what they register: model/__init__.py and data_loader/__init__.py.
 """
 
 from __future__ import annotations
@@ -45,12 +46,6 @@ class Registry:
             self._items = items
         return self._items
 
-    def names(self) -> list[str]:
-        return sorted(self._load())
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._load()
-
     def get(self, name: str, key: str = "type") -> object:
         """The entry called `name`; a ConfigError naming `key` when there is none."""
         items = self._load()
@@ -79,31 +74,3 @@ def functions_in(module) -> dict[str, Callable]:
         for name, obj in vars(module).items()
         if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_")
     }
-
-
-def _models(module) -> dict:
-    from base import BaseModel
-
-    return subclasses_in(module, BaseModel)
-
-
-def _data_loaders(module) -> dict:
-    from base import BaseDataLoader
-
-    return subclasses_in(module, BaseDataLoader)
-
-
-def _torch_losses() -> dict:
-    import torch.nn as nn
-
-    return {
-        name: cls
-        for name, cls in vars(nn).items()
-        if inspect.isclass(cls) and issubclass(cls, nn.modules.loss._Loss)
-    }
-
-
-MODELS = Registry("model", "model", _models)
-DATA_LOADERS = Registry("data loader", "data_loader", _data_loaders)
-LOSSES = Registry("loss", "model.loss", functions_in, extra=_torch_losses)
-METRICS = Registry("metric", "model.metric", functions_in)

@@ -31,19 +31,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.config import (
-    _has_validation,
+from trainer.parse_config import has_validation, validate_config
+from utils.config_io import (
     apply_overrides,
     command_overrides,
     load_config_file,
-    metric_names,
-    parse_monitor,
     parse_value,
     set_by_path,
     split_override,
-    validate_config,
 )
 from utils.errors import ConfigError, check_keys, did_you_mean
+from utils.schema import metric_names, parse_monitor
 
 SWEEP_KEYS = ("name", "method", "trials", "seed", "metric", "parameters", "storage", "pruner",
               "study")
@@ -263,7 +261,7 @@ def parse_param(label: Any, spec: Any) -> Param:
 def logged_metrics(config: dict) -> list[str]:
     """The columns of a run's metrics.csv a sweep can rank by."""
     logged = ["loss", *metric_names(config)]
-    if _has_validation(config):
+    if has_validation(config):
         logged += [f"val_{m}" for m in logged]
     return logged
 
@@ -454,10 +452,12 @@ def sweep_id(sweep: Sweep) -> str:
 
 # ---------------------------------------------------------------- entry point
 
-def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False) -> int:
-    """Run (or, with --dry-run, list) the sweep; the process exit code."""
-    import sys
+def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False,
+              argv: list[str] | None = None) -> int:
+    """Run (or, with --dry-run, list) the sweep; the process exit code.
 
+    `argv` is train.py's command line (its arguments), recorded in the sweep folder.
+    """
     jobs = jobs or 1
     if dry_run:
         print(f"sweep {sweep.name}/{sweep.sweep_id} ({sweep.method}, ranked by {sweep.metric}): "
@@ -468,11 +468,11 @@ def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False)
             print(f"{sweep.trials} trials drawn by Optuna from: "
                   + ", ".join(f"{p.label}={json.dumps(p.spec())}" for p in sweep.params))
         return 0
-    command = ["train.py", *sys.argv[1:]]
+    command = ["train.py", *(argv or [])]
     if sweep.uses_optuna:
-        from utils.sweep_optuna import run_optuna
+        from sweep.optuna_search import run_optuna
 
         return run_optuna(sweep, jobs, test, command)
-    from utils.sweep_run import run_plan
+    from sweep.runner import run_plan
 
     return run_plan(sweep, jobs, test, command)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from utils.checkpoint import capture_rng_state, restore_rng_state
 from utils.errors import ConfigError
 
 MB = 1024 ** 2
@@ -100,8 +101,6 @@ def _reported_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def summarize(model: nn.Module, inputs: tuple) -> ModelSummary:
     """Run `model(*inputs)` once with forward hooks and collect the summary."""
-    from utils.checkpoint import capture_rng_state, restore_rng_state
-
     modules = _reported_modules(model)
     shapes: dict[str, str] = {}
     handles = []

@@ -26,10 +26,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from utils.sweep import Sweep, Trial, describe
+from sweep.spec import Sweep, Trial, describe
+from utils.files import read_json, write_atomic, write_json
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_FILE_ENV = "SWEEP_RUN_FILE"  # train.py writes its run folders there (see train.py)
 POLL_SECONDS = 0.3
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -48,24 +48,6 @@ def threads_per_trial(jobs: int) -> int:
     share = max(1, cpu_count() // jobs)
     user = os.environ.get("OMP_NUM_THREADS", "")
     return min(share, int(user)) if user.isdigit() and int(user) >= 1 else share
-
-
-def write_atomic(text: str, path: Path) -> None:
-    """Readers (and a second worker writing the same file) see a whole file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(obj: Any, path: Path) -> None:
-    write_atomic(json.dumps(obj, indent=2) + "\n", path)
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def last_error(log: Path, rc: int) -> str:
@@ -185,9 +167,8 @@ class Launcher:
         """
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads),
                "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
-        env.pop(RUN_FILE_ENV, None)
-        if run_file is not None:
-            env[RUN_FILE_ENV] = str(run_file)
+        if run_file is not None:  # train.py writes the trial's run folders there
+            cmd = [*cmd, "--run-file", str(run_file)]
         with open(log, "a", encoding="utf-8") as out:
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()

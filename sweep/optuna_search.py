@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from utils.errors import ConfigError, RunError
-from utils.sweep import OPTUNA_SAMPLERS, Param, Sweep, describe, import_optuna, make_trial
-from utils.sweep_run import (
+from sweep.runner import (
     Launcher,
     add_best,
     prepare_folder,
@@ -33,6 +31,8 @@ from utils.sweep_run import (
     write_json,
     write_summary,
 )
+from sweep.spec import OPTUNA_SAMPLERS, Param, Sweep, describe, import_optuna, make_trial
+from utils.errors import ConfigError, RunError
 
 ATTRS = ("status", "error", "run_dir", "log_dir", "best", "best_epoch", "test", "seconds",
          "checkpoint", "log")

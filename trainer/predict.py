@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from logger.report import is_classification
+from trainer.trainer import eval_batches
 from utils.errors import ConfigError, RunError
 
 BATCH_SIZE = 1024
@@ -23,26 +25,15 @@ BATCH_SIZE = 1024
 
 # ---------------------------------------------------------------- running the model
 
-@torch.no_grad()
 def collect_outputs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's outputs and the targets over every batch of `loader`, on the CPU."""
-    from trainer.trainer import to_device
-
-    model.eval()
     outputs, targets = [], []
-    for batch in loader:
-        *inputs, target = to_device(batch, device)
-        outputs.append(model(*inputs).cpu())
+    for output, target, _ in eval_batches(model, loader, device):
+        outputs.append(output.cpu())
         targets.append(target.cpu())
     if not outputs:
         return torch.zeros(0), torch.zeros(0)
     return torch.cat(outputs), torch.cat(targets)
-
-
-def is_classification(output: torch.Tensor, target: torch.Tensor | None) -> bool:
-    """Integer class targets and one score per class (output of shape (N, C), C > 1)."""
-    integer_target = target is None or not (target.is_floating_point() or target.is_complex())
-    return integer_target and output.ndim == 2 and output.shape[1] > 1
 
 
 def probe_batch(loader) -> tuple | None:

@@ -1,0 +1,343 @@
+"""The run's config: validated against the components, then their builder.
+
+This is the pytorch-template's parse_config.py, with everything a user can
+get wrong checked up front, before any data is loaded or any folder created,
+and reported as one ConfigError line that names the file and the key path
+(docs/errors.md). Components raise ValueError or TypeError with the reason;
+the builders here add the config key. The three ways to start a run:
+  -c FILE            a new run
+  -r CHECKPOINT      resume exactly, config taken from the checkpoint
+  -c FILE -r CKPT    fine-tune: the file's config, the checkpoint's weights
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from data_loader import DATA_LOADERS
+from model import LOSSES, METRICS, MODELS
+from utils.checkpoint import load_checkpoint, seed_everything
+from utils.config_io import apply_overrides, command_overrides, load_config_file
+from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
+from utils.schema import (
+    AMP_MODES,
+    INJECTED_LOADER_ARGS,
+    REQUIRED,
+    TOP_LEVEL,
+    TRAINER_DEFAULTS,
+    check_args,
+    component_spec,
+    expect,
+    is_int,
+    is_number,
+    metric_names,
+    parse_monitor,
+    section,
+)
+
+SCHEDULER_BASES = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+# ---------------------------------------------------------------- validation
+
+def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
+    """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name."""
+    bases = base if isinstance(base, tuple) else (base,)
+    choices = [n for n, c in vars(module).items()
+               if isinstance(c, type) and issubclass(c, base) and c not in bases
+               and not n.startswith("_")]
+    if name not in choices:
+        raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")
+    return getattr(module, name)
+
+
+def has_validation(config: dict) -> bool:
+    """Whether the config's data loader holds out a validation split."""
+    dtype, args = section(config, "data_loader")
+    if "validation_split" in args:
+        split = args["validation_split"]
+    else:
+        param = inspect.signature(DATA_LOADERS.get(dtype)).parameters.get("validation_split")
+        split = param.default if param is not None and param.default is not param.empty else 0
+    return is_number(split) and split > 0
+
+
+def _validate_trainer(trainer: Any, config: dict) -> dict:
+    if not isinstance(trainer, dict):
+        raise ConfigError(f"trainer: expected a mapping, got {trainer!r}")
+    check_keys(trainer, TRAINER_DEFAULTS, "trainer")
+    resolved = {k: trainer.get(k, v) for k, v in TRAINER_DEFAULTS.items()}
+    if "epochs" not in trainer:
+        raise ConfigError("trainer.epochs: required key is missing")
+    expect(is_int(resolved["epochs"]) and resolved["epochs"] >= 1, "trainer.epochs",
+            "a positive integer", resolved["epochs"])
+    expect(is_int(resolved["save_period"]) and resolved["save_period"] >= 1,
+            "trainer.save_period", "a positive integer", resolved["save_period"])
+    expect(resolved["verbosity"] in (0, 1, 2) and not isinstance(resolved["verbosity"], bool),
+            "trainer.verbosity", "0, 1 or 2", resolved["verbosity"])
+    expect(is_int(resolved["early_stop"]) and resolved["early_stop"] >= 0,
+            "trainer.early_stop", "an integer >= 0 (0 = off)", resolved["early_stop"])
+    expect(is_int(resolved["keep_last"]) and resolved["keep_last"] >= 0,
+            "trainer.keep_last", "an integer >= 0 (0 = keep all)", resolved["keep_last"])
+    expect(isinstance(resolved["tensorboard"], bool), "trainer.tensorboard", "true or false",
+            resolved["tensorboard"])
+    expect(is_int(resolved["histogram_period"]) and resolved["histogram_period"] >= 0,
+            "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
+            resolved["histogram_period"])
+    expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
+            "a folder path", resolved["save_dir"])
+    for key in ("amp", "monitor"):
+        if resolved[key] is False:  # YAML reads a bare `off` as false
+            resolved[key] = "off"
+    expect(resolved["amp"] in AMP_MODES, "trainer.amp", "off, bf16 or fp16", resolved["amp"])
+    expect(is_int(resolved["accumulate_steps"]) and resolved["accumulate_steps"] >= 1,
+            "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
+    clip = resolved["clip_grad_norm"]
+    expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
+            "a number >= 0 (0 or null = off)", clip)
+    monitor = resolved["monitor"]
+    expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
+            monitor)
+    mode, metric = parse_monitor(monitor)
+    if mode != "off":
+        expect(mode in ("min", "max") and bool(metric), "trainer.monitor",
+                "'min <metric>', 'max <metric>' or 'off'", monitor)
+        logged = ["loss", *metric_names(config)]
+        if has_validation(config):
+            logged += [f"val_{m}" for m in logged]
+        if metric not in logged:
+            raise ConfigError(f"trainer.monitor: '{metric}' is not logged by this run"
+                              f"{did_you_mean(metric, logged)} (logged: {', '.join(logged)})")
+    return resolved
+
+
+def _validate_top_level(config: dict, resolved: dict) -> list[str]:
+    for key in REQUIRED:
+        if key not in config:
+            raise ConfigError(f"{key}: required section is missing")
+    warnings = [f"unknown top-level key '{key}' ignored{did_you_mean(key, TOP_LEVEL)}"
+                for key in config if key not in TOP_LEVEL]
+    name = config["name"]
+    expect(isinstance(name, str) and name.strip() != "" and "/" not in name and name not in
+           (".", ".."), "name", "a non-empty name without '/'", name)
+    resolved.setdefault("seed", 0)
+    expect(is_int(resolved["seed"]) and resolved["seed"] >= 0, "seed", "an integer >= 0",
+           resolved["seed"])
+    resolved.setdefault("n_gpu", 0)
+    expect(is_int(resolved["n_gpu"]) and resolved["n_gpu"] >= 0, "n_gpu", "an integer >= 0",
+           resolved["n_gpu"])
+    return warnings
+
+
+def _validate_data_loader(config: dict) -> None:
+    dtype, dargs = section(config, "data_loader")
+    check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
+               injected=INJECTED_LOADER_ARGS)
+    if "batch_size" in dargs:
+        expect(is_int(dargs["batch_size"]) and dargs["batch_size"] >= 1,
+               "data_loader.args.batch_size", "a positive integer", dargs["batch_size"])
+    if "num_workers" in dargs:
+        expect(is_int(dargs["num_workers"]) and dargs["num_workers"] >= 0,
+               "data_loader.args.num_workers", "an integer >= 0", dargs["num_workers"])
+    for split in ("validation_split", "test_split"):
+        if split in dargs:
+            v = dargs[split]
+            expect((is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v < 1.0),
+                   f"data_loader.args.{split}", "a fraction in [0, 1) or a sample count", v)
+
+
+def _validate_optimization(config: dict, resolved: dict) -> None:
+    """optimizer, lr_scheduler and loss."""
+    otype, oargs = section(config, "optimizer")
+    check_args(torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
+                           "optimizer"), oargs, "optimizer.args", skip=1)
+    if config.get("lr_scheduler") is not None:
+        stype, sargs = section(config, "lr_scheduler")
+        check_args(torch_class(torch.optim.lr_scheduler, stype, SCHEDULER_BASES,
+                               "lr_scheduler.type", "lr_scheduler"),
+                   sargs, "lr_scheduler.args", skip=1)
+    else:
+        resolved["lr_scheduler"] = None
+    ltype, largs = component_spec(config["loss"], "loss")
+    loss = LOSSES.get(ltype, "loss" if isinstance(config["loss"], str) else "loss.type")
+    check_args(loss, largs, "loss.args", skip=0 if isinstance(loss, type) else 2)
+    if "reduction" in largs and largs["reduction"] not in ("mean", "sum"):
+        raise ConfigError("loss.args.reduction: expected 'mean' or 'sum', got "
+                          f"{largs['reduction']!r}")
+
+
+def _validate_metrics(config: dict) -> list:
+    metrics = config.get("metrics") or []
+    if not isinstance(metrics, list):
+        raise ConfigError(f"metrics: expected a list of metric names, got {metrics!r}")
+    seen = set()
+    for i, spec in enumerate(metrics):
+        mname, margs = component_spec(spec, f"metrics[{i}]")
+        check_args(METRICS.get(mname, f"metrics[{i}]"), margs, f"metrics[{i}].args", skip=2)
+        if mname in seen:
+            raise ConfigError(f"metrics[{i}]: '{mname}' is listed twice")
+        seen.add(mname)
+    return metrics
+
+
+def validate_config(config: dict) -> tuple[dict, list[str]]:
+    """Check every section; return the resolved config and a list of warnings."""
+    resolved = copy.deepcopy(config)
+    warnings = _validate_top_level(config, resolved)
+    mtype, margs = section(config, "arch")
+    check_args(MODELS.get(mtype, "arch.type"), margs, "arch.args")
+    _validate_data_loader(config)
+    _validate_optimization(config, resolved)
+    resolved["metrics"] = _validate_metrics(config)
+    resolved["trainer"] = _validate_trainer(config["trainer"], config)
+    return resolved, warnings
+
+
+# ---------------------------------------------------------------- the parsed config
+
+def _args_of(sec: dict) -> dict:
+    return dict(sec.get("args") or {})
+
+
+def _build(key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a configured constructor; a bad value the constructor rejects names its key."""
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+@dataclass
+class Components:
+    """Everything a config builds, in the order it is built."""
+    data_loader: Any
+    valid_data_loader: Any
+    model: torch.nn.Module
+    criterion: Any
+    metrics: dict
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+
+
+class ConfigParser:
+    """A validated config (read-only after parsing) and the builders of its components."""
+
+    def __init__(self, config: dict, source: str, resume: Path | None = None,
+                 checkpoint: dict | None = None, finetune: bool = False,
+                 warnings: list[str] | None = None):
+        self.config = config
+        self.source = source
+        self.resume = resume
+        self.checkpoint = checkpoint
+        self.finetune = finetune
+        self.warnings = warnings or []
+
+    @classmethod
+    def from_args(cls, args: Any) -> ConfigParser:
+        """Read -c/-r/overrides, validate, and return the parser (nothing is written)."""
+        overrides = command_overrides(args)
+        checkpoint = None
+        resume = Path(args.resume) if getattr(args, "resume", None) else None
+        if resume is not None:
+            checkpoint = load_checkpoint(resume)
+        if getattr(args, "config", None):
+            source = str(args.config)
+            raw = load_config_file(args.config)
+        elif checkpoint is not None:
+            source = str(resume)
+            raw = checkpoint["config"]
+        else:
+            raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
+        raw = apply_overrides(raw, overrides)
+        try:
+            config, warnings = validate_config(raw)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        return cls(config, source, resume, checkpoint, finetune=bool(args.config and resume),
+                   warnings=warnings)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> ConfigParser:
+        """The config stored in a checkpoint, validated here (test.py, predictions)."""
+        ckpt = load_checkpoint(path)
+        try:
+            resolved, _ = validate_config(ckpt["config"])
+        except ConfigError as e:
+            raise ConfigError(f"{path}: the stored config is invalid here: {e}") from None
+        return cls(resolved, str(path), path, ckpt)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
+
+    @property
+    def trainer(self) -> dict:
+        return self.config["trainer"]
+
+    # ------------------------------------------------------------ builders
+
+    def build_data_loader(self, training: bool = True):
+        sec = self.config["data_loader"]
+        cls = DATA_LOADERS.get(sec["type"], "data_loader.type")
+        return _build("data_loader.args", cls, **_args_of(sec), training=training,
+                      seed=self.config["seed"])
+
+    def build_model(self) -> torch.nn.Module:
+        sec = self.config["arch"]
+        return _build("arch.args", MODELS.get(sec["type"], "arch.type"), **_args_of(sec))
+
+    def build_criterion(self):
+        name, args = component_spec(self.config["loss"], "loss")
+        loss = LOSSES.get(name, "loss")
+        if isinstance(loss, type):
+            return _build("loss.args", loss, **args)
+        return functools.partial(loss, **args) if args else loss
+
+    def build_metrics(self) -> dict:
+        """{name: fn(output, target) -> float} in config order."""
+        metrics = {}
+        for i, spec in enumerate(self.config["metrics"]):
+            name, args = component_spec(spec, f"metrics[{i}]")
+            fn = METRICS.get(name, f"metrics[{i}]")
+            metrics[name] = functools.partial(fn, **args) if args else fn
+        return metrics
+
+    def build_optimizer(self, params) -> torch.optim.Optimizer:
+        sec = self.config["optimizer"]
+        cls = torch_class(torch.optim, sec["type"], torch.optim.Optimizer, "optimizer.type",
+                          "optimizer")
+        return _build("optimizer.args", cls, params, **_args_of(sec))
+
+    def build_scheduler(self, optimizer):
+        sec = self.config.get("lr_scheduler")
+        if not sec:
+            return None
+        cls = torch_class(torch.optim.lr_scheduler, sec["type"], SCHEDULER_BASES,
+                          "lr_scheduler.type", "lr_scheduler")
+        return _build("lr_scheduler.args", cls, optimizer, **_args_of(sec))
+
+    def build_all(self, training: bool = True) -> Components:
+        """Seed, then data loaders, model (standardized on the training split), loss,
+        metrics, optimizer and scheduler. ConfigErrors name the config file."""
+        try:
+            seed_everything(self.config["seed"])
+            data_loader = self.build_data_loader(training=training)
+            valid_data_loader = data_loader.split_validation()
+            model = self.build_model()
+            stats = data_loader.feature_stats()
+            if stats is not None:
+                _build("arch.args", model.set_standardization, *stats)
+            criterion = self.build_criterion()
+            metrics = self.build_metrics()
+            optimizer = self.build_optimizer([p for p in model.parameters() if p.requires_grad])
+            lr_scheduler = self.build_scheduler(optimizer)
+        except ConfigError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+        return Components(data_loader, valid_data_loader, model, criterion, metrics, optimizer,
+                          lr_scheduler)

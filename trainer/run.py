@@ -1,0 +1,152 @@
+"""The bodies of train.py and test.py, top to bottom.
+
+train(): build, wrap for devices, resume, train. test(): rebuild from the
+checkpoint, evaluate the test split, write the metrics and the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from logger.logger import get_logger, setup_logging
+from logger.report import write_test_report
+from trainer.parse_config import ConfigParser
+from trainer.predict import collect_outputs, predict
+from trainer.run_folder import RunFolder, create_run_folder
+from trainer.summary import summarize_on_loader
+from trainer.trainer import Trainer, check_amp, evaluate
+from utils import dist
+from utils.errors import ConfigError
+from utils.files import write_json
+
+
+def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None) -> int:
+    """Train `config` (new run, exact resume or fine-tune); the process exit code."""
+    logger = setup_logging(config.trainer["verbosity"])
+    device, device_ids = dist.setup_device(config["n_gpu"])
+    dist.quiet_unless_main(logger)
+    for warning in config.warnings:
+        logger.warning(f"warning: {warning}")
+    parts = config.build_all()
+    try:
+        check_amp(config.trainer["amp"], device)
+    except ConfigError as e:
+        raise ConfigError(f"{config.source}: {e}") from None
+    dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
+    dist.use_pinned_memory(device, parts.data_loader, parts.valid_data_loader)
+    if nothing_to_train(config):
+        return 0
+    summary = summarize_on_loader(parts.model, parts.data_loader, config["arch"]["type"])
+    if dry_run:
+        print(parts.model, summary, json.dumps(config.config, indent=2), sep="\n")
+        return 0
+
+    run = open_run_folder(config, run_file)
+    logger.debug(str(parts.model))
+    logger.info(str(summary))
+    model = wrap_for_devices(parts.model.to(device), device, device_ids)
+    trainer = Trainer(model, parts.criterion, parts.metrics, parts.optimizer, config, device,
+                      parts.data_loader, parts.valid_data_loader, parts.lr_scheduler,
+                      run_folder=run)
+    if config.checkpoint is not None:
+        resume(trainer, config, run)
+    trainer.train()
+    dist.barrier()  # every rank is done before any tears the process group down
+    get_logger().info(f"done: checkpoints in {run.save_dir}")
+    return 0
+
+
+def nothing_to_train(config: ConfigParser) -> bool:
+    """True (and says so) when the resumed checkpoint already reached trainer.epochs."""
+    ckpt = config.checkpoint
+    if ckpt is None or ckpt["epoch"] < config.trainer["epochs"] or ckpt.get("partial_epoch"):
+        return False
+    if dist.is_main():
+        print(f"{config.resume}: the checkpoint is at epoch {ckpt['epoch']} and "
+              f"trainer.epochs is {config.trainer['epochs']}; nothing to train "
+              f"(override trainer.epochs=N to train longer)")
+    return True
+
+
+def open_run_folder(config: ConfigParser, run_file: Path | None) -> RunFolder:
+    """Rank 0 creates the run folder and every rank learns it; logging goes to its info.log."""
+    run = create_run_folder(config) if dist.is_main() else None
+    run = dist.broadcast_object(run)
+    logger = setup_logging(config.trainer["verbosity"],
+                           run.log_dir / "info.log" if dist.is_main() else None)
+    dist.quiet_unless_main(logger)
+    logger.info(f"run {run.run_id}: models in {run.save_dir}, logs in {run.log_dir}")
+    if run_file is not None and dist.is_main():
+        write_json(run.as_dict(), run_file)
+    return run
+
+
+def wrap_for_devices(model: torch.nn.Module, device: torch.device,
+                     device_ids: list[int]) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun, DataParallel for n_gpu > 1, else the model."""
+    logger = get_logger()
+    if dist.is_distributed():
+        logger.info(f"DistributedDataParallel: {dist.get_world_size()} processes "
+                    f"({dist.backend_name()}); effective batch = batch_size x "
+                    f"{dist.get_world_size()} x trainer.accumulate_steps")
+        return dist.wrap_ddp(model, device)
+    if len(device_ids) > 1:
+        logger.warning(f"warning: n_gpu {len(device_ids)} uses DataParallel in one process; "
+                       "torchrun is faster: torchrun --standalone "
+                       f"--nproc_per_node={len(device_ids)} train.py ...")
+        return torch.nn.DataParallel(model, device_ids=device_ids)
+    return model
+
+
+def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
+    """Exact resume (-r) or fine-tune (-c with -r) from the config's checkpoint."""
+    ckpt = config.checkpoint
+    trainer.resume_from(ckpt, finetune=config.finetune)
+    logger = get_logger()
+    what = "fine-tuning from" if config.finetune else "resuming from"
+    logger.info(f"{what} {config.resume} (epoch {ckpt['epoch']})")
+    if not config.finetune and not run.reused:
+        logger.info(f"note: {config.resume.parent} has checkpoints past epoch "
+                    f"{ckpt['epoch']} or is not a run folder; this run writes to "
+                    f"{run.save_dir} and leaves it untouched")
+
+
+def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None) -> int:
+    """Evaluate `checkpoint` on its config's test split (or write predictions with
+    `predict_input`: '' for the test split, else a CSV file); the process exit code."""
+    config = ConfigParser.from_checkpoint(checkpoint)
+    setup_logging(config.trainer["verbosity"])
+    data_loader = config.build_data_loader(training=False)
+    if data_loader.n_samples == 0:
+        raise ConfigError(f"{checkpoint}: data_loader.args.test_split is 0 in the stored config: "
+                          "there is no test split to evaluate")
+    model = config.build_model()
+    try:
+        model.load_state_dict(config.checkpoint["model_state_dict"])
+    except RuntimeError as e:
+        raise ConfigError(f"{checkpoint}: weights do not fit the model "
+                          f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None
+    device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
+    model = model.to(device)
+    if predict_input is not None:  # rank 0 predicts the whole file or split
+        if dist.is_main():
+            out = output or checkpoint.parent / "predictions.csv"
+            predict(model, data_loader, device, predict_input, out, config["arch"]["type"])
+            print(f"saved {out}")
+        return 0
+    dist.shard_loaders(data_loader)
+    metrics = evaluate(model, data_loader, config.build_criterion(), config.build_metrics(),
+                       device, config.trainer["amp"])
+    if not dist.is_main():
+        return 0
+    data_loader.shard(0, 1)  # the report reads the whole test split on one rank
+    out = output or checkpoint.parent / "test_metrics.json"
+    write_test_report(*collect_outputs(model, data_loader, device), out.parent)
+    for name, value in metrics.items():
+        print(f"{name}: {value:.6f}")
+    write_json(metrics, out)
+    print(f"saved {out}")
+    return 0

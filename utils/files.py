@@ -1,0 +1,63 @@
+"""Writing files so that a reader sees the old file or the whole new one, never a part."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from utils.errors import RunError
+
+
+def write_atomic(data: bytes | memoryview | str, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, rename over `path`.
+
+    OSError propagates (callers decide what a failure means); the temporary
+    file is removed whatever happens.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the platform allows it)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """`obj` as indented JSON, atomically; parent folders are created. A failure to write
+    is a RunError naming the file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(json.dumps(obj, indent=2) + "\n", path)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def read_json(path: Path) -> Any:
+    """The JSON content of `path`, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
