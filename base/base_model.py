@@ -37,10 +37,6 @@ class BaseModel(nn.Module, ABC):
             return x
         return (x - self.input_mean) / self.input_std
 
-    @property
-    def standardizes(self) -> bool:
-        return self.input_mean is not None
-
     @torch.no_grad()
     def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Copy training-split statistics into the buffers (std of 0 becomes 1)."""

@@ -67,17 +67,13 @@ class BaseTrainer(ABC):
                  optimizer: torch.optim.Optimizer, config: Any, device: torch.device,
                  data_loader: Any, valid_data_loader: Any = None, lr_scheduler: Any = None,
                  *, run_folder: Any):
-        self.config = config
+        self.config, self.run_folder, self.device = config, run_folder, device
         self.logger = get_logger("trainer")
-        self.model = model
-        self.criterion = criterion
-        self.metric_fns = metric_fns
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
-        self.device = device
-        self.data_loader = data_loader
-        self.valid_data_loader = valid_data_loader
-        self.run_folder = run_folder
+        # what is trained, and how
+        self.model, self.criterion, self.metric_fns = model, criterion, metric_fns
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        # the data: training batches, and validation batches after each epoch (or None)
+        self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
 
         cfg = config["trainer"]
         self.amp = cfg["amp"]
