@@ -13,7 +13,7 @@ from base import BaseDataLoader
 from data_loader.csv_file import read_csv_table
 from data_loader.datasets import SequenceDataset, TensorDataset
 from data_loader.sequence_task import majority_marker_task
-from utils.errors import ConfigError, RunError, unknown_name
+from utils.errors import ArgError, RunError, unknown_name
 
 
 class DigitsDataLoader(BaseDataLoader):
@@ -101,8 +101,7 @@ class SklearnDataLoader(BaseDataLoader):
                  standardize: bool = True, split_seed: int = 0, data_home: str | None = None,
                  download: bool = True, training: bool = True, seed: int = 0):
         if dataset not in SKLEARN_SETS:
-            raise ConfigError("data_loader.args.dataset: "
-                              + unknown_name("data set", dataset, SKLEARN_SETS))
+            raise ArgError("dataset", unknown_name("data set", dataset, SKLEARN_SETS))
         fn_name, self.task = SKLEARN_SETS[dataset]
         if dataset == "california_housing":
             x, y = fetch_california_housing(data_home, download)

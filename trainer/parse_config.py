@@ -25,7 +25,7 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.config_io import apply_overrides, command_overrides, load_config_file
-from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
+from utils.errors import ArgError, ConfigError, check_keys, did_you_mean, unknown_name
 from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
@@ -210,6 +210,8 @@ def _build(key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a configured constructor; a bad value the constructor rejects names its key."""
     try:
         return fn(*args, **kwargs)
+    except ArgError as e:
+        raise ConfigError(f"{key}.{e.arg}: {e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{key}: {e}") from None
 

@@ -1,4 +1,4 @@
-"""The two kinds of failure a user sees (DESIGN.md section 4).
+"""The two kinds of failure a user sees (docs/errors.md).
 
 ConfigError: a bad config, command line or checkpoint -> exit 2, one line.
 RunError: a failure while running (NaN loss, no network) -> exit 1, one line.
@@ -16,6 +16,19 @@ class ConfigError(Exception):
 
 class RunError(Exception):
     """Training or evaluation failed while running (exit code 1)."""
+
+
+class ArgError(ValueError):
+    """A component (model, data loader, loss, metric) rejects one of its arguments.
+
+    Components raise it (or a plain ValueError) with the reason; the builder in
+    trainer/parse_config.py adds the config key path, e.g. `data_loader.args`
+    + `dataset` -> `data_loader.args.dataset: ...`, and raises ConfigError.
+    """
+
+    def __init__(self, arg: str, reason: str):
+        super().__init__(reason)
+        self.arg = arg
 
 
 def report(error: ConfigError | RunError) -> int:
