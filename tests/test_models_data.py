@@ -330,10 +330,17 @@ def test_sklearn_sets_load_offline_with_their_dtypes(name, n, features, task):
 
 
 def test_unknown_sklearn_set_is_a_config_error():
+    """The component says why (ArgError, a ValueError); the builder names the key."""
     from data_loader.data_loaders import SklearnDataLoader
+    from trainer.parse_config import ConfigParser
 
-    with pytest.raises(ConfigError, match="unknown data set 'wines'; did you mean 'wine'"):
+    with pytest.raises(ValueError, match="unknown data set 'wines'; did you mean 'wine'"):
         SklearnDataLoader("wines")
+    config = load_config(CONFIG / "wine_mlp.yaml")
+    config["data_loader"]["args"]["dataset"] = "wines"
+    with pytest.raises(ConfigError, match="data_loader.args.dataset: unknown data set 'wines'; "
+                                          "did you mean 'wine'"):
+        ConfigParser(config, "test").build_data_loader()
 
 
 def test_standardization_stats_come_from_the_training_split_only(wine_frozen_run):
