@@ -55,11 +55,13 @@ def suggest(trial: Any, p: Param) -> Any:
 
 
 def decode_params(params: dict, sweep: Sweep) -> dict:
+    """A study trial's params with the JSON-encoded choices (lists, mappings) decoded."""
     encoded = {p.label for p in sweep.params if p.values is not None and not _plain(p.values)}
     return {k: json.loads(v) if k in encoded else v for k, v in params.items()}
 
 
 def open_study(sweep: Sweep, optuna: Any) -> Any:
+    """The sweep's study in its storage, created by whichever worker comes first."""
     url = sweep.storage or f"sqlite:///{(sweep.folder / 'study.db').resolve()}"
     try:
         sampler = getattr(optuna.samplers, OPTUNA_SAMPLERS[sweep.method])()
@@ -119,6 +121,8 @@ class Pruning:
 
 
 class OptunaSweep:
+    """This process's workers on the sweep's study: `jobs` trials at a time."""
+
     def __init__(self, sweep: Sweep, jobs: int, test: bool):
         self.optuna = import_optuna(sweep.method)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
