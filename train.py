@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     # the one deferred block: --help and usage errors import neither torch nor sklearn
     from base.base_trainer import Interrupted
     from logger.logger import close_logging
-    from sweep.spec import load_sweep, run_sweep
+    from sweep.runner import run_sweep
+    from sweep.spec import load_sweep
     from trainer.parse_config import ConfigParser
     from trainer.run import train
     from utils import dist

@@ -19,20 +19,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweep.runner import (
-    Launcher,
+from sweep.definition import OPTUNA_SAMPLERS, Param, Sweep, describe, import_optuna
+from sweep.launcher import Launcher, say
+from sweep.plan import make_trial
+from sweep.records import (
     add_best,
     prepare_folder,
-    read_json,
     read_metrics,
-    report,
-    say,
-    train_and_test,
-    write_json,
+    save_record,
+    trial_file,
     write_summary,
 )
-from sweep.spec import OPTUNA_SAMPLERS, Param, Sweep, describe, import_optuna, make_trial
+from sweep.trial_process import print_trial_line, train_and_test
 from utils.errors import ConfigError, RunError
+from utils.files import read_json
 
 ATTRS = ("status", "error", "run_dir", "log_dir", "best", "best_epoch", "test", "seconds",
          "checkpoint", "log")
@@ -55,11 +55,13 @@ def suggest(trial: Any, p: Param) -> Any:
 
 
 def decode_params(params: dict, sweep: Sweep) -> dict:
+    """A study trial's params with the JSON-encoded choices (lists, mappings) decoded."""
     encoded = {p.label for p in sweep.params if p.values is not None and not _plain(p.values)}
     return {k: json.loads(v) if k in encoded else v for k, v in params.items()}
 
 
 def open_study(sweep: Sweep, optuna: Any) -> Any:
+    """The sweep's study in its storage, created by whichever worker comes first."""
     url = sweep.storage or f"sqlite:///{(sweep.folder / 'study.db').resolve()}"
     try:
         sampler = getattr(optuna.samplers, OPTUNA_SAMPLERS[sweep.method])()
@@ -119,6 +121,8 @@ class Pruning:
 
 
 class OptunaSweep:
+    """This process's workers on the sweep's study: `jobs` trials at a time."""
+
     def __init__(self, sweep: Sweep, jobs: int, test: bool):
         self.optuna = import_optuna(sweep.method)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
@@ -149,35 +153,49 @@ class OptunaSweep:
             return trial
 
     def work(self, _worker: int) -> None:
-        while self.launcher.stop_signal is None:
+        """One worker: ask for a trial and run it, until the study is full or the sweep stops."""
+        while not self.launcher.stopping:
             trial = self.ask()
             if trial is None:
                 return
             self.run_trial(trial)
 
     def run_trial(self, trial: Any) -> None:
-        state, sweep = self.optuna.trial.TrialState, self.sweep
+        """Run an asked trial, tell Optuna how it ended, record it."""
+        sweep = self.sweep
         values = {p.label: suggest(trial, p) for p in sweep.params}
-        tag = f"trial-{trial.number:03d}"
         say(f"trial {trial.number} started: {describe(values)}")
-        record: dict | None = {"trial": trial.number, "params": values}
-        pruning = Pruning(trial, sweep, sweep.folder / "runs" / f"{tag}.json")
-        try:
-            config = make_trial(trial.number, sweep.raw, sweep, values, self.test).config
-            record = train_and_test(self.launcher, sweep, tag, config, record, True, self.test,
-                                    poll=pruning)
-        except ConfigError as e:
-            record.update(status="failed", error=str(e))
-        except Exception as e:  # a bug or an OS error: recorded, the others go on
-            record.update(status="failed", error=f"{type(e).__name__}: {e}")
-        if record is None:
-            record = {"trial": trial.number, "params": values, "status": "interrupted",
-                      "error": "the sweep stopped before it started"}
+        pruning = Pruning(trial, sweep, trial_file(sweep, "runs", trial.number))
+        record = self.trial_record(trial.number, values, pruning)
         if pruning.pruned:
             record.update(status="pruned", error="")
         add_best(record, sweep)
         if record["status"] == "finished" and record.get("best") is None:
             record.update(status="failed", error=f"no finite value of {sweep.metric_name}")
+        self.tell(trial, record)
+        save_record(record, sweep)
+        print_trial_line(record, sweep)
+
+    def trial_record(self, number: int, values: dict, pruning: Pruning) -> dict:
+        """The trial's record after train.py and test.py (interrupted when the sweep stopped
+        before it started)."""
+        record: dict | None = {"trial": number, "params": values}
+        try:
+            config = make_trial(number, self.sweep.raw, self.sweep, values, self.test).config
+            record = train_and_test(self.launcher, self.sweep, number, config, record, True,
+                                    self.test, poll=pruning)
+        except ConfigError as e:
+            record.update(status="failed", error=str(e))
+        except Exception as e:  # a bug or an OS error: recorded, the others go on
+            record.update(status="failed", error=f"{type(e).__name__}: {e}")
+        if record is None:
+            record = {"trial": number, "params": values, "status": "interrupted",
+                      "error": "the sweep stopped before it started"}
+        return record
+
+    def tell(self, trial: Any, record: dict) -> None:
+        """The record's fields as the trial's user attributes, and its value or state."""
+        state = self.optuna.trial.TrialState
         for key in ATTRS:
             trial.set_user_attr(key, record.get(key))
         if record["status"] == "finished":
@@ -187,8 +205,6 @@ class OptunaSweep:
         else:
             self.failures += record["status"] == "failed"
             self.study.tell(trial, state=state.FAIL)
-        write_json(record, sweep.folder / "trials" / f"{tag}.json")
-        report(record, sweep)
 
     def rows(self) -> list[dict]:
         """One summary row per trial of the study (every worker's)."""
@@ -221,8 +237,9 @@ class OptunaSweep:
         self.launcher.run_workers(self.work, list(range(self.launcher.jobs)))
         rows = self.rows()
         print(write_summary(sweep, rows), flush=True)
-        return self.launcher.exit_code(self.failures, len(rows))
+        return self.launcher.final_exit_code(self.failures, len(rows))
 
 
 def run_optuna(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
+    """Run an Optuna sweep's share of trials (with other workers on the same study)."""
     return OptunaSweep(sweep, jobs, test).run(command)

@@ -141,7 +141,7 @@ def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
 
 
 def test_each_trial_gets_its_share_of_the_cores(monkeypatch):
-    from sweep import runner as sweep_run
+    from sweep import launcher as sweep_run
 
     monkeypatch.setattr(sweep_run, "cpu_count", lambda: 16)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

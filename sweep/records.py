@@ -1,0 +1,220 @@
+"""The sweep folder: trial records, where an interrupted trial goes on from, the summary.
+
+    saved/sweeps/<name>/<sweep_id>/
+        sweep.json            the resolved definition (base config included)
+        summary.csv, summary.md
+        configs/trial-003.json   the config each trial is started with
+        logs/trial-003.log       its train.py (and test.py) output
+        runs/trial-003.json      its run folders, as train.py --run-file writes them
+        trials/trial-003.json    its record: status, error, run folder, test metrics
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from sweep.definition import Sweep, describe
+from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, latest_epoch_checkpoint
+from utils.files import read_json, write_atomic, write_json
+
+# ---------------------------------------------------------------- records
+
+
+def trial_file(sweep: Sweep, sub: str, number: int, suffix: str = ".json") -> Path:
+    """A trial's file in one of the sweep folder's subfolders: runs/trial-003.json."""
+    return sweep.folder / sub / f"trial-{number:03d}{suffix}"
+
+
+def prepare_folder(sweep: Sweep, command: list[str]) -> Path:
+    """The sweep folder with its subfolders and sweep.json (`command`: how it was started)."""
+    folder = sweep.folder
+    for sub in ("configs", "logs", "trials", "runs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    write_json(sweep.definition(command), folder / "sweep.json")
+    return folder
+
+
+def load_records(folder: Path) -> dict[str, dict]:
+    """Earlier records of this sweep folder, by resolved-config key."""
+    records = {}
+    for path in sorted((folder / "trials").glob("trial-*.json")):
+        record = read_json(path)
+        if record and record.get("key"):
+            records[record["key"]] = record
+    return records
+
+
+def save_record(record: dict, sweep: Sweep) -> None:
+    """trials/trial-NNN.json; a RunError when it cannot be written."""
+    write_json(record, trial_file(sweep, "trials", record["trial"]))
+
+
+def is_done(record: dict | None, test: bool) -> bool:
+    """Whether a rerun can skip the trial: finished, its run folder there (and tested)."""
+    return bool(record) and record.get("status") == "finished" and \
+        Path(record.get("run_dir") or "/nonexistent").is_dir() and \
+        (not test or record.get("test") is not None)
+
+
+def resume_point(record: dict) -> Path | None:
+    """Where an interrupted trial goes on from: its interrupt checkpoint or last checkpoint."""
+    if record.get("status") not in ("interrupted", "running") or not record.get("run_dir"):
+        return None
+    run_dir = Path(record["run_dir"])
+    if (run_dir / INTERRUPT_NAME).is_file():
+        return run_dir / INTERRUPT_NAME
+    return latest_epoch_checkpoint(run_dir) if run_dir.is_dir() else None
+
+
+def best_checkpoint(run_dir: str | Path | None) -> Path | None:
+    """The run's best checkpoint, else the checkpoint of its last epoch."""
+    if not run_dir:
+        return None
+    run_dir = Path(run_dir)
+    if (run_dir / BEST_NAME).is_file():
+        return run_dir / BEST_NAME
+    return latest_epoch_checkpoint(run_dir)
+
+
+# ---------------------------------------------------------------- the metric of a trial
+
+
+def read_metrics(log_dir: str | Path | None) -> list[dict]:
+    """The complete rows of a run's metrics.csv (it may be growing)."""
+    if not log_dir:
+        return []
+    try:
+        text = (Path(log_dir) / "metrics.csv").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    text = text[:text.rfind("\n") + 1]  # a row being written is not read yet
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            rows.append({k: float(v) for k, v in row.items() if v not in (None, "")})
+        except ValueError:
+            continue
+    return rows
+
+
+def best_of(rows: list[dict], metric: str, mode: str) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` over epochs, and its epoch."""
+    found = [(r[metric], int(r["epoch"])) for r in rows
+             if metric in r and "epoch" in r and math.isfinite(r[metric])]
+    if not found:
+        return None, None
+    pick = min if mode == "min" else max
+    return pick(found, key=lambda ve: ve[0])
+
+
+def add_best(record: dict, sweep: Sweep) -> dict:
+    """best / best_epoch of the sweep's metric, from the run's metrics.csv (or test metrics)."""
+    name, mode = sweep.metric_name, sweep.metric_mode
+    if name.startswith("test_"):
+        value = (record.get("test") or {}).get(name[len("test_"):])
+        record.update(best=value, best_epoch=None)
+    else:
+        record["best"], record["best_epoch"] = best_of(read_metrics(record.get("log_dir")),
+                                                       name, mode)
+    return record
+
+
+def fmt(value: Any) -> str:
+    """A value as the summary and the progress lines show it."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+# ---------------------------------------------------------------- summary
+
+
+def rank_rows(rows: list[dict], mode: str) -> list[dict]:
+    """Finished trials by their value, then pruned ones, then the rest in trial order."""
+    def scored(r: dict) -> bool:
+        return r.get("status") in ("finished", "pruned") and r.get("best") is not None \
+            and math.isfinite(r["best"])
+
+    sign = 1 if mode == "min" else -1
+    good = sorted((r for r in rows if scored(r)),
+                  key=lambda r: (r["status"] != "finished", sign * r["best"], r["trial"]))
+    rest = sorted((r for r in rows if not scored(r)), key=lambda r: r["trial"])
+    for i, r in enumerate(good, 1):
+        r["rank"] = i
+    for r in rest:
+        r["rank"] = None
+    return good + rest
+
+
+def summary_table(sweep: Sweep, rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    """The summary's header and rows: rank, trial, status, the swept values, the metric..."""
+    labels = list(dict.fromkeys(k for r in rows for k in (r.get("params") or {})))
+    tests = list(dict.fromkeys(k for r in rows for k in (r.get("test") or {})))
+    header = ["rank", "trial", "status", *labels, f"best_{sweep.metric_name}", "best_epoch",
+              *[f"test_{k}" for k in tests], "seconds", "run_dir", "error"]
+    table = []
+    for r in rows:
+        params, test = r.get("params") or {}, r.get("test") or {}
+        table.append([r.get("rank"), r["trial"], r.get("status"), *[params.get(k) for k in labels],
+                      r.get("best"), r.get("best_epoch"), *[test.get(k) for k in tests],
+                      r.get("seconds"), r.get("run_dir"), r.get("error") or None])
+    return header, table
+
+
+def write_summary(sweep: Sweep, rows: list[dict]) -> str:
+    """summary.csv and summary.md in the sweep folder; returns the Markdown."""
+    rows = rank_rows(rows, sweep.metric_mode)
+    header, table = summary_table(sweep, rows)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else (json.dumps(v) if isinstance(v, list | dict) else v)
+                       for v in row] for row in table])
+    write_atomic(out.getvalue(), sweep.folder / "summary.csv")
+    markdown = summary_markdown(sweep, rows, header, table)
+    write_atomic(markdown, sweep.folder / "summary.md")
+    return markdown
+
+
+def summary_markdown(sweep: Sweep, rows: list[dict], header: list[str], table: list) -> str:
+    """summary.md: the counts, the table (no run_dir and error columns), the best, the failed."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    shown = [i for i, h in enumerate(header) if h not in ("run_dir", "error")]
+    lines = [f"# Sweep {sweep.name} ({sweep.sweep_id})", "",
+             f"{sweep.method}, ranked by {sweep.metric}; {len(rows)} trials: "
+             + ", ".join(f"{n} {s}" for s, n in counts.items()), "",
+             "| " + " | ".join(header[i] for i in shown) + " |",
+             "|" + "---|" * len(shown)]
+    for row in table:
+        lines.append("| " + " | ".join(fmt(row[i]).replace("|", "\\|") for i in shown) + " |")
+    lines.append("")
+    if rows and rows[0].get("rank") == 1:
+        lines += best_lines(sweep, rows[0])
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if failed:
+        lines += ["", "Failed:"]
+        lines += [f"- trial {r['trial']} ({describe(r.get('params') or {})}): {r.get('error')}"
+                  for r in failed]
+    lines.append(f"\nsweep folder: {sweep.folder}")
+    return "\n".join(lines) + "\n"
+
+
+def best_lines(sweep: Sweep, best: dict) -> list[str]:
+    """The summary's lines on the best trial: its values, config and checkpoint."""
+    ckpt = best.get("checkpoint") or best_checkpoint(best.get("run_dir"))
+    epoch = f" at epoch {best['best_epoch']}" if best.get("best_epoch") is not None else ""
+    return [f"Best: trial {best['trial']} ({describe(best.get('params') or {})}), "
+            f"{sweep.metric_name} {fmt(best['best'])}{epoch}",
+            f"- config: {Path(best['run_dir']) / 'config.json' if best.get('run_dir') else ''}",
+            f"- checkpoint: {ckpt or ''}"]

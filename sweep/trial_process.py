@@ -1,0 +1,114 @@
+"""One trial as ordinary processes: train.py (or its resume), then test.py; the record it leaves.
+
+Grid and random sweeps (sweep/runner.py) and Optuna (sweep/optuna_search.py)
+run their trials through train_and_test().
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sweep.definition import Sweep
+from sweep.launcher import Launcher, say
+from sweep.records import best_checkpoint, fmt, resume_point, trial_file
+from utils.files import read_json, write_json
+from utils.signals import EXIT_CODES, signal_name
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def python(script: str) -> list[str]:
+    """The command that runs one of the project's scripts with this interpreter."""
+    return [sys.executable, str(REPO / script)]
+
+
+def last_error(log: Path, rc: int) -> str:
+    """The process's `error:` line, else how it ended."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[-1][len("error:"):].strip()
+    if rc < 0:
+        return f"killed by {signal_name(-rc)}"
+    tail = [line.strip() for line in lines if line.strip()]
+    return f"exit code {rc}" + (f": {tail[-1]}" if tail else "")
+
+
+def train_and_test(launcher: Launcher, sweep: Sweep, number: int, config: dict, record: dict,
+                   train: bool, test: bool,
+                   poll: Callable[[subprocess.Popen], None] | None = None) -> dict | None:
+    """Train (or go on training) trial `number` and test it; the updated record.
+
+    Its status ends as finished, failed or interrupted (a sweep stop); None when
+    the sweep stopped before the trial started.
+    """
+    log = trial_file(sweep, "logs", number, ".log")
+    start = time.perf_counter()
+    record = dict(record)
+    if train:
+        record = train_trial(launcher, sweep, number, config, record, poll)
+        if record is None:
+            return None
+    if test and record.get("status") == "finished":
+        test_trial(launcher, record, log)
+    record["seconds"] = round((record.get("seconds") or 0.0) + time.perf_counter() - start, 2)
+    record["log"] = str(log)
+    return record
+
+
+def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, record: dict,
+                poll: Callable[[subprocess.Popen], None] | None) -> dict | None:
+    """train.py from the trial's config, or resumed from where it stopped; None when the
+    sweep stopped before it started. train.py --run-file tells where its run folders are."""
+    log, run_file = trial_file(sweep, "logs", number, ".log"), trial_file(sweep, "runs", number)
+    config_path = trial_file(sweep, "configs", number)
+    write_json(config, config_path)
+    resume = resume_point(record)
+    cmd = python("train.py") + (["-r", str(resume)] if resume else ["-c", str(config_path)])
+    run_file.unlink(missing_ok=True)
+    rc = launcher.run(cmd, log, run_file, poll)
+    if rc is None:
+        return None
+    record.update(read_json(run_file) or {}, test=None, error="")
+    if rc == 0:
+        record["status"] = "finished"
+    elif launcher.stop_signal is not None and (rc in EXIT_CODES.values() or rc < 0):
+        record.update(status="interrupted", error="stopped with the sweep")
+    else:
+        record.update(status="failed", error=last_error(log, rc))
+    return record
+
+
+def test_trial(launcher: Launcher, record: dict, log: Path) -> None:
+    """test.py on the trial's best checkpoint; its metrics (or its error) go into `record`."""
+    ckpt = best_checkpoint(record.get("run_dir"))
+    if ckpt is None:
+        record.update(status="failed", error="test: no checkpoint in the run folder")
+        return
+    out = ckpt.parent / "test_metrics.json"
+    rc = launcher.run(python("test.py") + ["-r", str(ckpt), "--output", str(out)], log)
+    if rc == 0:
+        record.update(test=read_json(out), checkpoint=str(ckpt))
+    elif rc is not None:
+        record.update(status="failed", error=f"test.py: {last_error(log, rc)}")
+
+
+def print_trial_line(record: dict, sweep: Sweep) -> None:
+    """The one progress line of a trial that ended: status, best value, error, run folder."""
+    line = f"trial {record['trial']} {record.get('status')}"
+    if record.get("best") is not None:
+        line += f": {sweep.metric_name} {fmt(record['best'])}"
+        if record.get("best_epoch") is not None:
+            line += f" (epoch {record['best_epoch']})"
+    if record.get("error"):
+        line += f": {record['error']}"
+    if record.get("run_dir"):
+        line += f"  [{record['run_dir']}]"
+    say(line)
