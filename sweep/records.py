@@ -20,7 +20,7 @@ from typing import Any
 
 from sweep.definition import Sweep, describe
 from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, latest_epoch_checkpoint
-from utils.files import read_json, write_atomic, write_json
+from utils.files import read_json, write_json, write_output
 
 # ---------------------------------------------------------------- records
 
@@ -179,9 +179,9 @@ def write_summary(sweep: Sweep, rows: list[dict]) -> str:
     writer.writerow(header)
     writer.writerows([["" if v is None else (json.dumps(v) if isinstance(v, list | dict) else v)
                        for v in row] for row in table])
-    write_atomic(out.getvalue(), sweep.folder / "summary.csv")
+    write_output(out.getvalue(), sweep.folder / "summary.csv")
     markdown = summary_markdown(sweep, rows, header, table)
-    write_atomic(markdown, sweep.folder / "summary.md")
+    write_output(markdown, sweep.folder / "summary.md")
     return markdown
 
 

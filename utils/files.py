@@ -44,15 +44,20 @@ def fsync_dir(folder: Path) -> None:
         pass
 
 
-def write_json(obj: Any, path: Path) -> None:
-    """`obj` as indented JSON, atomically; parent folders are created. A failure to write
-    is a RunError naming the file."""
+def write_output(text: str, path: Path) -> None:
+    """An output file, atomically; parent folders are created. A failure to write is a
+    RunError naming the file (docs/errors.md)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(json.dumps(obj, indent=2) + "\n", path)
+        write_atomic(text, path)
     except OSError as e:
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """`obj` as indented JSON, written as write_output() writes."""
+    write_output(json.dumps(obj, indent=2) + "\n", path)
 
 
 def read_json(path: Path) -> Any:
