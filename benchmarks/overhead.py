@@ -33,7 +33,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+# run as `python benchmarks/overhead.py`: the project's folders are imported from the checkout
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from logger.logger import setup_logging  # noqa: E402
+from trainer import Trainer  # noqa: E402
+from trainer.parse_config import ConfigParser  # noqa: E402
+from trainer.run_folder import create_run_folder  # noqa: E402
+from utils.checkpoint import save_atomic  # noqa: E402
+
 WARMUP_EPOCHS = 2
 
 
@@ -48,9 +60,6 @@ def peak_rss_mb() -> float:
 
 def build(args, epochs: int):
     """The config's components, with outputs in a temporary folder and quiet logs."""
-    sys.path.insert(0, str(REPO))
-    from trainer.parse_config import ConfigParser
-
     tmp = tempfile.mkdtemp(prefix="overhead-")
     checkpoints = ([f"trainer.save_period={args.save_period}"] if args.save_period
                    else ["trainer.save_period=1000000", "trainer.monitor=off"])
@@ -66,12 +75,6 @@ class TrainerRunner:
     """The project's Trainer; `run(n)` trains the next n epochs."""
 
     def __init__(self, config, parts):
-        import torch
-
-        from logger.logger import setup_logging
-        from trainer import Trainer
-        from trainer.run_folder import create_run_folder
-
         setup_logging(0)
         self.trainer = Trainer(parts.model, parts.criterion, parts.metrics, parts.optimizer,
                                config, torch.device("cpu"), parts.data_loader,
@@ -86,8 +89,6 @@ class TrainerRunner:
         self.done += epochs
 
     def save_seconds(self) -> float:
-        from utils.checkpoint import save_atomic
-
         times = []
         for _ in range(5):
             start = time.perf_counter()
@@ -102,16 +103,14 @@ class PlainRunner:
 
     def __init__(self, config, parts):
         data_loader, valid_loader = parts.data_loader, parts.valid_data_loader
-        self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.lr_scheduler
+        self.model, self.optimizer = parts.model, parts.optimizer
+        self.scheduler = parts.lr_scheduler
         x_all, y_all = data_loader.dataset.tensors
         self.x, self.y = x_all[data_loader.indices], y_all[data_loader.indices]
         self.xv, self.yv = x_all[valid_loader.indices], y_all[valid_loader.indices]
         self.bs = data_loader.batch_sampler.batch_size
 
     def epoch(self) -> tuple:
-        import torch
-        import torch.nn.functional as F
-
         model, optimizer, x, y, xv, yv, bs = (self.model, self.optimizer, self.x, self.y,
                                               self.xv, self.yv, self.bs)
         model.train()

@@ -17,16 +17,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.errors import ConfigError, report
+from utils.errors import ConfigError, RunError, report
+from utils.files import read_json
+from utils.schema import parse_monitor
 
 PANEL_INCHES = (4.0, 3.2)  # width, height of one panel
 MAX_COLUMNS = 3
 DPI = 100
 NOT_CURVES = ("epoch", "lr", "seconds")
-FAILED_STATUSES = {"fail", "failed", "error", "pruned", "running", "killed", "interrupted",
-                   "skipped", "invalid"}
-VALUE_COLUMNS = ("best", "value", "monitor_best", "best_value", "score", "objective")
-HIGHER_IS_BETTER = ("acc", "f1", "auc", "r2", "precision", "recall", "score")
 
 
 @dataclass
@@ -91,10 +89,8 @@ def _configured_monitor(csv_path: Path) -> tuple[str, str] | None:
             monitor = json.loads(config_path.read_text(encoding="utf-8"))["trainer"]["monitor"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        mode, _, metric = str(monitor).partition(" ")
-        if mode in ("min", "max") and metric.strip():
-            return mode, metric.strip()
-        return None
+        mode, metric = parse_monitor(str(monitor))
+        return (mode, metric) if mode in ("min", "max") and metric else None
     return None
 
 
@@ -142,13 +138,6 @@ def _new_figure(n_panels: int):
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes
-
-
-def figure_size(n_panels: int) -> tuple[int, int]:
-    """The PNG's (width, height) in pixels for `n_panels` panels."""
-    cols = min(n_panels, MAX_COLUMNS)
-    rows = math.ceil(n_panels / cols)
-    return round(cols * PANEL_INCHES[0] * DPI), round(rows * PANEL_INCHES[1] * DPI)
 
 
 def plot_runs(runs: list[Run], out: Path) -> Path:
@@ -216,74 +205,55 @@ def _save(fig, out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=DPI, format="png")
     except OSError as e:
-        raise ConfigError(f"cannot write {out}: {e}") from None
+        raise RunError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 
 
 # ---------------------------------------------------------------- sweeps
 
+SCORED_STATUSES = ("finished", "pruned")  # trials with a best value (sweep/records.py)
+
+
 @dataclass
-class Sweep:
+class SweepTable:
+    """A sweep's summary.csv as sweep/records.py writes it, and its sweep.json's metric."""
     label: str
-    value_column: str
-    mode: str
-    params: list[str]
-    trials: list[dict]  # the finished trials' rows (strings), value parsed as 'value'
+    value_column: str  # best_<metric>
+    mode: str  # min or max, from the sweep's metric
+    params: list[str]  # the swept keys: the columns between status and best_<metric>
+    trials: list[dict]  # the scored trials' rows (strings), value parsed as 'value'
     n_rows: int
 
 
-def _value_column(columns: list[str], path: Path) -> str:
-    lower = {c.lower(): c for c in columns}
-    for name in VALUE_COLUMNS:
-        if name in lower:
-            return lower[name]
-    for c in columns:
-        if c.lower().startswith("best"):
-            return c
-    for c in columns:
-        if "best" in c.lower():
-            return c
-    raise ConfigError(f"{path}: no column with the best monitored value (expected one named "
-                      f"'best...' or 'value'; columns: {', '.join(columns)})")
+def _sweep_mode(folder: Path) -> str:
+    """min or max: the sweep's metric ('max val_accuracy') from its sweep.json."""
+    definition = read_json(folder / "sweep.json")
+    metric = definition.get("metric") if isinstance(definition, dict) else None
+    mode, _ = parse_monitor(metric) if isinstance(metric, str) else ("off", None)
+    if mode not in ("min", "max"):
+        raise ConfigError(f"{folder}: no sweep.json with the sweep's metric beside summary.csv")
+    return mode
 
 
-def _sweep_mode(value_column: str, trials: list[dict], columns: list[str]) -> str:
-    """min or max: from a 'monitor' or 'mode' column when present, else from the name."""
-    for c in columns:
-        if c.lower() in ("monitor", "mode", "direction") and trials:
-            word = str(trials[0].get(c, "")).strip().lower()
-            if word.startswith(("max", "maximize")):
-                return "max"
-            if word.startswith(("min", "minimize")):
-                return "min"
-    name = value_column.lower()
-    if "loss" in name or "error" in name:
-        return "min"
-    return "max" if any(k in name for k in HIGHER_IS_BETTER) else "min"
-
-
-def load_sweep(path: Path) -> Sweep:
+def load_sweep_table(path: Path) -> SweepTable:
     summary = path / "summary.csv" if path.is_dir() else path
     columns, rows = _read_csv(summary)
-    value_column = _value_column(columns, summary)
-    status = next((c for c in columns if c.lower() == "status"), None)
-    params = [c for c in columns if "." in c and c not in (value_column, status)]
-    if not params:
-        raise ConfigError(f"{summary}: no swept values (expected columns named by their dotted "
-                          f"config path, e.g. optimizer.args.lr; columns: {', '.join(columns)})")
+    values = [c for c in columns if c.startswith("best_") and c != "best_epoch"]
+    if "status" not in columns or len(values) != 1:
+        raise ConfigError(f"{summary}: not a sweep summary of this project (expected the "
+                          f"columns status and best_<metric>; got {', '.join(columns)})")
+    value_column = values[0]
+    params = columns[columns.index("status") + 1:columns.index(value_column)]
     trials = []
     for row in rows:
-        if status and str(row.get(status, "")).strip().lower() in FAILED_STATUSES:
-            continue
         value = _float(row.get(value_column))
-        if math.isfinite(value):
+        if row.get("status") in SCORED_STATUSES and math.isfinite(value):
             trials.append({**row, "value": value})
     if not trials:
         raise ConfigError(f"{summary}: no finished trial with a value in '{value_column}' yet")
-    mode = _sweep_mode(value_column, trials, columns)
     folder = summary.resolve().parent
     label = f"{folder.parent.name}/{folder.name}" if folder.parent.name else folder.name
-    return Sweep(label, value_column, mode, params, trials, len(rows))
+    return SweepTable(label, value_column, _sweep_mode(folder), params, trials, len(rows))
 
 
 def _numeric(values: list[str]) -> list[float] | None:
@@ -294,7 +264,7 @@ def _numeric(values: list[str]) -> list[float] | None:
     return out
 
 
-def plot_sweep(sweep: Sweep, out: Path) -> Path:
+def plot_sweep(sweep: SweepTable, out: Path) -> Path:
     fig, axes = _new_figure(len(sweep.params))
     pick = min if sweep.mode == "min" else max
     best = pick(sweep.trials, key=lambda t: t["value"])
@@ -355,7 +325,7 @@ def plot(paths: list[Path], out: Path | None = None) -> Path:
                           "pip install matplotlib") from None
     out = out or default_output(paths)
     if sweeps:
-        return plot_sweep(load_sweep(sweeps[0]), out)
+        return plot_sweep(load_sweep_table(sweeps[0]), out)
     return plot_runs([load_run(p) for p in paths], out)
 
 
@@ -373,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = plot(args.paths, args.output)
-    except ConfigError as e:
+    except (ConfigError, RunError) as e:
         return report(e)
     print(f"saved {out}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import struct
 import subprocess
 import sys
@@ -125,15 +126,13 @@ def test_histogram_period_is_validated():
 # ---------------------------------------------------------------- plots
 
 def test_plot_one_run_and_two_runs(runs, tmp_path):
-    from logger.plot import figure_size
-
     a, b = runs
     r = plot(log_dir_of(a))
     assert r.returncode == 0, r.stderr
     png = log_dir_of(a) / "learning_curve.png"
     assert f"saved {png}" in r.stdout
     # panels: loss, accuracy, top_k_acc
-    assert png_size(png) == figure_size(3) == (1200, 320)
+    assert png_size(png) == (1200, 320)  # three 400 x 320 panels in a row
     assert png.stat().st_size > 10_000
 
     from logger.plot import main
@@ -157,33 +156,35 @@ def test_plot_best_epoch_follows_the_monitor(runs):
 
 
 def write_summary(folder: Path) -> Path:
-    """A sweep summary as the sweep command writes it: one row per trial."""
+    """A sweep summary as the sweep command writes it (sweep/records.py): one row per trial,
+    and sweep.json with the sweep's metric."""
     folder.mkdir(parents=True)
     rows = [
-        ["trial", "optimizer.args.lr", "arch.args.hidden", "arch.args.activation", "status",
-         "best_val_loss"],
-        [0, 0.001, 32, "Tanh", "ok", 0.41],
-        [1, 0.01, 64, "ReLU", "ok", 0.22],
-        [2, 0.1, 128, "Tanh", "ok", 0.35],
-        [3, 1.0, 32, "ReLU", "failed", ""],
+        ["rank", "trial", "status", "optimizer.args.lr", "arch.args.hidden",
+         "arch.args.activation", "best_val_loss", "best_epoch", "seconds", "run_dir", "error"],
+        [3, 0, "finished", 0.001, 32, "Tanh", 0.41, 2, 1.0, "a", ""],
+        [1, 1, "finished", 0.01, 64, "ReLU", 0.22, 2, 1.0, "b", ""],
+        [2, 2, "finished", 0.1, 128, "Tanh", 0.35, 2, 1.0, "c", ""],
+        ["", 3, "failed", 1.0, 32, "ReLU", "", "", 1.0, "d", "non-finite loss"],
     ]
     with open(folder / "summary.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
+    (folder / "sweep.json").write_text(json.dumps({"metric": "min val_loss"}))
     return folder
 
 
 def test_plot_sweep_folder_gives_metric_against_each_swept_value(tmp_path):
-    from logger.plot import figure_size, load_sweep
+    from logger.plot import load_sweep_table
 
     folder = write_summary(tmp_path / "sweeps" / "digits_mlp" / "1122_000000_abcdef")
-    sweep = load_sweep(folder)
+    sweep = load_sweep_table(folder)
     assert sweep.params == ["optimizer.args.lr", "arch.args.hidden", "arch.args.activation"]
     assert sweep.value_column == "best_val_loss" and sweep.mode == "min"
     assert [t["value"] for t in sweep.trials] == [0.41, 0.22, 0.35]  # the failed trial is left out
     from logger.plot import main
 
     assert main([str(folder)]) == 0
-    assert png_size(folder / "sweep.png") == figure_size(3)
+    assert png_size(folder / "sweep.png") == (1200, 320)
 
 
 def test_plot_bad_paths_are_clear_errors(tmp_path, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from logger.report import is_classification
+from logger.class_report import is_classification
 from trainer.trainer import eval_batches
 from utils.errors import ConfigError, RunError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from logger.class_report import write_test_report
 from logger.logger import get_logger, setup_logging
-from logger.report import write_test_report
 from trainer.parse_config import ConfigParser
 from trainer.predict import collect_outputs, predict
 from trainer.run_folder import RunFolder, create_run_folder
