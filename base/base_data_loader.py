@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 
-from utils.errors import ConfigError
+from utils.errors import ArgError
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -104,13 +104,13 @@ def ignore_sigint_in_worker(_worker_id: int) -> None:
 def _count(value, n: int, key: str) -> int:
     """A split given as a fraction of n or as a count of samples."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"data_loader.args.{key}: expected a fraction in [0, 1) or a count, got {value!r}")
+        raise ArgError(key, f"expected a fraction in [0, 1) or a count, got {value!r}")
     if isinstance(value, float):
         if not 0.0 <= value < 1.0:
-            raise ConfigError(f"data_loader.args.{key}: expected a fraction in [0, 1) or a count, got {value}")
+            raise ArgError(key, f"expected a fraction in [0, 1) or a count, got {value}")
         return int(n * value)
     if not 0 <= value < n:
-        raise ConfigError(f"data_loader.args.{key}: a count must be smaller than the {n} samples, got {value}")
+        raise ArgError(key, f"a count must be smaller than the {n} samples, got {value}")
     return value
 
 
@@ -119,8 +119,8 @@ def split_indices(n: int, validation_split, test_split, split_seed: int = 0):
     n_test = _count(test_split, n, "test_split")
     n_valid = _count(validation_split, n, "validation_split")
     if n - n_test - n_valid < 1:
-        raise ConfigError(
-            f"data_loader.args: validation_split and test_split leave no training samples out of {n}")
+        raise ValueError(
+            f"validation_split and test_split leave no training samples out of {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
     test, valid, train = perm[:n_test], perm[n_test:n_test + n_valid], perm[n_test + n_valid:]
     return train.sort().values, valid.sort().values, test.sort().values

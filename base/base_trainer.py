@@ -169,8 +169,8 @@ class BaseTrainer(ABC):
         log_dir = self.run_folder.log_dir
         if self.is_main:
             self.csv = MetricsCSV(log_dir / "metrics.csv", columns, self.history)
-        self.writer = TensorboardWriter(log_dir, self.config.trainer["tensorboard"] and self.is_main,
-                                        self.config.config)
+        tensorboard = self.config.trainer["tensorboard"] and self.is_main
+        self.writer = TensorboardWriter(log_dir, tensorboard, self.config.config)
         try:
             with stop_signals_handled(self._request_stop):
                 self._loop()

@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in ("plain", "trainer"):
             print(f"{m + ':':9} peak RSS {mem[m]['peak']:7.1f} MB, RSS growth over "
                   f"{args.mem_epochs} epochs after warm-up {mem[m]['growth']:+.1f} MB")
-        print(f"peak RSS difference trainer-plain: {mem['trainer']['peak'] - mem['plain']['peak']:+.1f}"
-              " MB")
+        difference = mem["trainer"]["peak"] - mem["plain"]["peak"]
+        print(f"peak RSS difference trainer-plain: {difference:+.1f} MB")
     return 0
 
 

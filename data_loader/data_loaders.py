@@ -77,8 +77,9 @@ def fetch_california_housing(data_home: str | None, download: bool):
     try:
         with socket_timeout(DOWNLOAD_TIMEOUT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scikit-learn's "Retry downloading" warning
-            return sklearn.datasets.fetch_california_housing(data_home=data_home, download_if_missing=download, return_X_y=True,
-                         n_retries=1, delay=0.5)
+            return sklearn.datasets.fetch_california_housing(
+                data_home=data_home, download_if_missing=download, return_X_y=True,
+                n_retries=1, delay=0.5)
     except OSError as e:  # URLError, timeouts, refused connections, no cache
         why = "download is false" if not download else f"the download failed: {e}"
         raise RunError(f"data_loader.args.dataset: california_housing is not in scikit-learn's "

@@ -38,7 +38,8 @@ class AdditiveAttention(nn.Module):
         self.proj = nn.Linear(in_features, attention_dim)
         self.score = nn.Linear(attention_dim, 1, bias=False)
 
-    def forward(self, outputs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, outputs: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """outputs (B, T, F), mask (B, T) True at real tokens -> context (B, F), weights (B, T)."""
         scores = self.score(torch.tanh(self.proj(outputs))).squeeze(-1)
         scores = scores.masked_fill(~mask, float("-inf"))

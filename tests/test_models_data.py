@@ -372,7 +372,8 @@ def test_california_housing_offline_is_a_clear_run_error(tmp_path):
     A proxy on a closed local port makes any download attempt fail at once."""
     cache = tmp_path / "sk_data"
     closed = "http://127.0.0.1:9"
-    r = train("-c", CONFIG / "diabetes_regression.yaml", "data_loader.args.dataset=california_housing",
+    r = train("-c", CONFIG / "diabetes_regression.yaml",
+              "data_loader.args.dataset=california_housing",
               "arch.args.in_features=8", f"+data_loader.args.data_home={cache}",
               save_dir=tmp_path / "saved", timeout=120,
               env={"https_proxy": closed, "HTTPS_PROXY": closed, "http_proxy": closed,
@@ -420,16 +421,24 @@ def test_csv_loader_reads_features_and_targets(tmp_path):
     ("a,b\n1,2\n", {"target": "b", "task": "clustering"}, "data_loader.args.task: expected"),
 ])
 def test_csv_problems_are_config_errors(tmp_path, text, args, message):
+    """The loader says what is wrong (ValueError); building it from a config names the key."""
     from data_loader.data_loaders import CsvDataLoader
+    from trainer.parse_config import ConfigParser
 
+    path = write(tmp_path / "bad.csv", text)
+    with pytest.raises(ValueError):
+        CsvDataLoader(path, **args)
+    config = load_config(CONFIG / "csv_regression.yaml")
+    config["data_loader"]["args"] = {"path": str(path), **args}
     with pytest.raises(ConfigError) as e:
-        CsvDataLoader(write(tmp_path / "bad.csv", text), **args)
-    assert message in str(e.value)
+        ConfigParser(config, "test").build_data_loader()
+    assert message in str(e.value) and str(e.value).startswith("data_loader.args")
 
 
 @pytest.mark.parametrize("override, expected", [
     ("data_loader.args.target=yield", "data_loader.args.target: column 'yield' not found in"),
-    ("data_loader.args.path=BAD", "row 3 (line 4), column 'rainfall': expected a number, got 'lots'"),
+    ("data_loader.args.path=BAD",
+     "row 3 (line 4), column 'rainfall': expected a number, got 'lots'"),
 ])
 def test_csv_errors_exit_2_with_one_line(tmp_path, override, expected):
     bad = write(tmp_path / "bad.csv", "temperature,rainfall,sunlight_hours,soil_ph,fertilizer,"

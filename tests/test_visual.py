@@ -320,8 +320,8 @@ def test_predictions_for_a_csv_of_raw_features(runs, split_predictions, tmp_path
 
 @pytest.mark.parametrize("case, expected", [
     ("columns", ["row 2 (line 2)", "has 63 columns", "expected 64"]),
-    ("cell", ["row 3 (line 4)", "column 6 ('pixel_5')", "'abc' is not a number"]),
-    ("empty_cell", ["row 1 (line 2)", "column 1 ('pixel_0')", "is empty"]),
+    ("cell", ["row 3 (line 4)", "column 6 ('pixel_5')", "expected a number, got 'abc'"]),
+    ("empty_cell", ["row 1 (line 2)", "column 1 ('pixel_0')", "got an empty value"]),
     ("missing", ["input file not found"]),
 ])
 def test_bad_prediction_inputs_are_one_line_errors(runs, tmp_path, capsys, case, expected):

@@ -18,6 +18,7 @@ import torch
 
 from logger.class_report import is_classification
 from trainer.trainer import eval_batches
+from utils.csv_table import cell_place, is_number_text, parse_number, read_rows
 from utils.errors import ConfigError, RunError
 
 BATCH_SIZE = 1024
@@ -45,14 +46,6 @@ def probe_batch(loader) -> tuple | None:
 
 # ---------------------------------------------------------------- reading a user's CSV
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def read_features(path: Path, n_features: int) -> torch.Tensor:
     """A float32 tensor (rows, n_features) from a CSV file; an optional header row is skipped.
 
@@ -62,45 +55,34 @@ def read_features(path: Path, n_features: int) -> torch.Tensor:
     if not path.is_file():
         raise ConfigError(f"{path}: input file not found")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            lines = list(_rows(csv.reader(f)))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
-    except csv.Error as e:
-        raise ConfigError(f"{path}: malformed CSV: {e}") from None
+        return _features(path, n_features)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _features(path: Path, n_features: int) -> torch.Tensor:
+    lines = read_rows(path)
     header = None
-    if lines and not any(_is_number(c) for c in lines[0][1]):
+    if lines and not any(is_number_text(c) for c in lines[0][1]):
         line_no, header = lines.pop(0)
         if len(header) != n_features:
-            raise ConfigError(f"{path}: the header (line {line_no}) names {len(header)} columns, "
-                              f"expected {n_features} (the model's input features)")
+            raise ValueError(f"{path}: the header (line {line_no}) names {len(header)} columns, "
+                             f"expected {n_features} (the model's input features)")
     if not lines:
-        raise ConfigError(f"{path}: no rows of features")
+        raise ValueError(f"{path}: no rows of features")
     values = []
     for row_no, (line_no, row) in enumerate(lines, start=1):
         if len(row) != n_features:
-            raise ConfigError(f"{path}: row {row_no} (line {line_no}) has {len(row)} columns, "
-                              f"expected {n_features} (the model's input features)")
-        for col_no, cell in enumerate(row, start=1):
-            try:
-                value = float(cell)
-            except ValueError:
-                value = None
-            if value is None or not math.isfinite(value):
-                name = f" ('{header[col_no - 1]}')" if header and col_no <= len(header) else ""
-                what = "is empty" if not cell.strip() else (
-                    "is not a number" if value is None else "is not a finite number")
-                raise ConfigError(f"{path}: row {row_no} (line {line_no}), column {col_no}"
-                                  f"{name}: {cell!r} {what}")
-        values.append([float(c) for c in row])
+            raise ValueError(f"{path}: row {row_no} (line {line_no}) has {len(row)} columns, "
+                             f"expected {n_features} (the model's input features)")
+        values.append([parse_number(cell, cell_place(path, row_no, line_no, _column_label(
+            col_no, header))) for col_no, cell in enumerate(row, start=1)])
     return torch.tensor(values, dtype=torch.float32)
 
 
-def _rows(reader):
-    """(line number, cells) of every non-blank row."""
-    for row in reader:
-        if row and any(c.strip() for c in row):
-            yield reader.line_num, row
+def _column_label(col_no: int, header: list[str] | None) -> str:
+    """'6 ('pixel_5')' with a header row, else '6'."""
+    return f"{col_no} ('{header[col_no - 1]}')" if header else str(col_no)
 
 
 # ---------------------------------------------------------------- writing

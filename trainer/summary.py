@@ -152,5 +152,6 @@ def summarize_on_loader(model: nn.Module, loader, arch: str = "") -> ModelSummar
         return summarize(model, inputs)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        shapes = ", ".join(map(describe_shape, inputs))
         raise ConfigError(f"arch: the model {arch or type(model).__name__} fails on a batch of "
-                          f"the data (inputs {', '.join(map(describe_shape, inputs))}): {first}") from None
+                          f"the data (inputs {shapes}): {first}") from None

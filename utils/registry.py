@@ -72,5 +72,6 @@ def functions_in(module) -> dict[str, Callable]:
     return {
         name: obj
         for name, obj in vars(module).items()
-        if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_")
+        if inspect.isfunction(obj) and obj.__module__ == module.__name__
+        and not name.startswith("_")
     }

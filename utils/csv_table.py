@@ -1,0 +1,50 @@
+"""CSV files read row by row, with errors that say where: file, row (and line), column.
+
+One owner for training tables (data_loader/csv_file.py) and the features
+given to `test.py --predict FILE` (trainer/predict.py). Errors are ValueError
+with the reason; callers add the config key or turn them into ConfigError.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+
+def read_rows(path: Path, delimiter: str = ",") -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row of a UTF-8 CSV file (a BOM is allowed)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            return [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: malformed CSV: {e}") from None
+
+
+def is_number_text(cell: str) -> bool:
+    """Whether a cell reads as a number (a header row has none)."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_number(cell: str, where: str) -> float:
+    """A cell as a finite float; `where` ('data.csv: row 3 (line 4), column 'x'') names it."""
+    try:
+        value = float(cell)
+    except ValueError:
+        what = "an empty value" if not cell.strip() else f"'{cell}'"
+        raise ValueError(f"{where}: expected a number, got {what}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got '{cell}'")
+    return value
+
+
+def cell_place(path: Path, row: int, line: int, column: str) -> str:
+    """'data.csv: row 3 (line 4), column 'rainfall'' for error messages."""
+    return f"{path}: row {row} (line {line}), column {column}"
