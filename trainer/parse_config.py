@@ -77,38 +77,38 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     if "epochs" not in trainer:
         raise ConfigError("trainer.epochs: required key is missing")
     expect(is_int(resolved["epochs"]) and resolved["epochs"] >= 1, "trainer.epochs",
-            "a positive integer", resolved["epochs"])
+           "a positive integer", resolved["epochs"])
     expect(is_int(resolved["save_period"]) and resolved["save_period"] >= 1,
-            "trainer.save_period", "a positive integer", resolved["save_period"])
+           "trainer.save_period", "a positive integer", resolved["save_period"])
     expect(resolved["verbosity"] in (0, 1, 2) and not isinstance(resolved["verbosity"], bool),
-            "trainer.verbosity", "0, 1 or 2", resolved["verbosity"])
+           "trainer.verbosity", "0, 1 or 2", resolved["verbosity"])
     expect(is_int(resolved["early_stop"]) and resolved["early_stop"] >= 0,
-            "trainer.early_stop", "an integer >= 0 (0 = off)", resolved["early_stop"])
+           "trainer.early_stop", "an integer >= 0 (0 = off)", resolved["early_stop"])
     expect(is_int(resolved["keep_last"]) and resolved["keep_last"] >= 0,
-            "trainer.keep_last", "an integer >= 0 (0 = keep all)", resolved["keep_last"])
+           "trainer.keep_last", "an integer >= 0 (0 = keep all)", resolved["keep_last"])
     expect(isinstance(resolved["tensorboard"], bool), "trainer.tensorboard", "true or false",
-            resolved["tensorboard"])
+           resolved["tensorboard"])
     expect(is_int(resolved["histogram_period"]) and resolved["histogram_period"] >= 0,
-            "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
-            resolved["histogram_period"])
+           "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
+           resolved["histogram_period"])
     expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
-            "a folder path", resolved["save_dir"])
+           "a folder path", resolved["save_dir"])
     for key in ("amp", "monitor"):
         if resolved[key] is False:  # YAML reads a bare `off` as false
             resolved[key] = "off"
     expect(resolved["amp"] in AMP_MODES, "trainer.amp", "off, bf16 or fp16", resolved["amp"])
     expect(is_int(resolved["accumulate_steps"]) and resolved["accumulate_steps"] >= 1,
-            "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
+           "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
     clip = resolved["clip_grad_norm"]
     expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
-            "a number >= 0 (0 or null = off)", clip)
+           "a number >= 0 (0 or null = off)", clip)
     monitor = resolved["monitor"]
     expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
-            monitor)
+           monitor)
     mode, metric = parse_monitor(monitor)
     if mode != "off":
         expect(mode in ("min", "max") and bool(metric), "trainer.monitor",
-                "'min <metric>', 'max <metric>' or 'off'", monitor)
+               "'min <metric>', 'max <metric>' or 'off'", monitor)
         logged = ["loss", *metric_names(config)]
         if has_validation(config):
             logged += [f"val_{m}" for m in logged]
