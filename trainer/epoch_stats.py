@@ -61,13 +61,13 @@ class EpochStats:
     def batches(self) -> int:
         return len(self.losses)
 
-    def check_finite(self, epoch: int, first_batch: int = 1) -> None:
+    def check_finite(self, epoch: int) -> None:
         """RunError naming the epoch and the first batch whose loss is NaN or inf."""
         if not self.losses:
             return
         finite = torch.isfinite(torch.stack(self.losses))
         if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0]) + first_batch
+            bad = int((~finite).nonzero()[0, 0]) + 1
             raise RunError(f"non-finite loss (NaN or inf) at epoch {epoch}, batch {bad}; "
                            "lower the learning rate or check the data")
 
