@@ -63,14 +63,14 @@ class BaseTrainer(ABC):
     where checkpoints and logs go (trainer/run_folder.py).
     """
 
-    def __init__(self, model: torch.nn.Module, criterion: Any, metric_fns: dict,
+    def __init__(self, model: torch.nn.Module, criterion: Any, metrics: dict,
                  optimizer: torch.optim.Optimizer, config: Any, device: torch.device,
                  data_loader: Any, valid_data_loader: Any = None, lr_scheduler: Any = None,
                  *, run_folder: Any):
         self.config, self.run_folder, self.device = config, run_folder, device
         self.logger = get_logger("trainer")
         # what is trained, and how
-        self.model, self.criterion, self.metric_fns = model, criterion, metric_fns
+        self.model, self.criterion, self.metrics = model, criterion, metrics
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         # the data: training batches, and validation batches after each epoch (or None)
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
@@ -165,7 +165,7 @@ class BaseTrainer(ABC):
 
     def train(self) -> list[dict]:
         """Run epochs start_epoch..epochs; return the history of per-epoch rows."""
-        columns = csv_columns(list(self.metric_fns), self.valid_data_loader is not None)
+        columns = csv_columns(list(self.metrics), self.valid_data_loader is not None)
         log_dir = self.run_folder.log_dir
         if self.is_main:
             self.csv = MetricsCSV(log_dir / "metrics.csv", columns, self.history)
@@ -270,7 +270,7 @@ class BaseTrainer(ABC):
         state = self._state(stop.epoch - 1, self.history[-1]["loss"] if self.history
                             else float("nan"))
         state["partial_epoch"] = {"epoch": stop.epoch, "batches_done": stop.batches_done,
-                                  "stats": stop.stats.gathered(self.device).state_dict(),
+                                  "stats": stop.stats.merged().state_dict(),
                                   "world_size": dist.get_world_size()}
         path = self.checkpoint_dir / INTERRUPT_NAME
         if not self.is_main:

@@ -2,8 +2,9 @@
 
 A model is any concrete BaseModel subclass in a module of this folder; a loss
 any public function of model/loss.py or any torch.nn loss class; a metric any
-public function of model/metric.py. A loss function called `x_loss` is also
-found as `x` (`mse_loss` answers to `loss: mse`).
+BaseMetric subclass of model/metric.py with a `name` (or any public function
+there: a plain function metric). A loss function called `x_loss` is also found
+as `x` (`mse_loss` answers to `loss: mse`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import inspect
 import torch.nn as nn
 
 from base import BaseModel
+from base.base_metric import BaseMetric
 from utils.registry import Registry, functions_in, subclasses_in
 
 
@@ -26,6 +28,13 @@ def _losses(module) -> dict:
     return {**short, **found}
 
 
+def _metrics(module) -> dict:
+    """Metric classes by their config name (those without one are building blocks), and
+    plain function metrics by their function name."""
+    classes = {cls.name: cls for cls in subclasses_in(module, BaseMetric).values() if cls.name}
+    return {**functions_in(module), **classes}
+
+
 def _torch_losses() -> dict:
     return {
         name: cls
@@ -36,4 +45,4 @@ def _torch_losses() -> dict:
 
 MODELS = Registry("model", "model", _models)
 LOSSES = Registry("loss", "model.loss", _losses, extra=_torch_losses)
-METRICS = Registry("metric", "model.metric", functions_in)
+METRICS = Registry("metric", "model.metric", _metrics)

@@ -248,7 +248,7 @@ def sklearn_regression(output, target):
 
 
 def test_classification_metrics_equal_sklearn():
-    import model.metric as metric
+    from model import METRICS
 
     g = torch.Generator().manual_seed(0)
     cases = []
@@ -260,11 +260,11 @@ def test_classification_metrics_equal_sklearn():
     cases.append((out, torch.tensor([0, 2, 1, 1, 2, 2])))
     for output, target in cases:
         for name, expected in sklearn_classification(output, target).items():
-            assert getattr(metric, name)(output, target) == pytest.approx(expected, abs=1e-12), name
+            assert METRICS.get(name)()(output, target) == pytest.approx(expected, abs=1e-12), name
 
 
 def test_regression_metrics_equal_sklearn():
-    import model.metric as metric
+    from model import METRICS
 
     g = torch.Generator().manual_seed(0)
     y = torch.randn(50, 1, generator=g) * 30 + 100
@@ -275,22 +275,23 @@ def test_regression_metrics_equal_sklearn():
     cases.append((const + 0.1, const))                                      # a constant column
     for output, target in cases:
         for name, expected in sklearn_regression(output, target).items():
-            assert getattr(metric, name)(output, target) == pytest.approx(expected, abs=1e-9), name
+            assert METRICS.get(name)()(output, target) == pytest.approx(expected, abs=1e-9), name
     flat = y.squeeze(1)
-    assert metric.r2(flat + 1, flat) == pytest.approx(metric.r2(y + 1, y))
+    r2 = METRICS.get("r2")()
+    assert r2(flat + 1, flat) == pytest.approx(r2(y + 1, y))
 
 
 def test_epoch_metrics_over_batches_equal_sklearn_on_all_predictions():
-    import model.metric as metric
+    from model import METRICS
     from trainer.epoch_stats import EpochStats
 
     g = torch.Generator().manual_seed(1)
     out, tgt = torch.randn(101, 6, generator=g), torch.randint(0, 6, (101,), generator=g)
-    stats = EpochStats()
+    fns = {n: METRICS.get(n)() for n in ["f1_macro", "precision_macro", "recall_macro"]}
+    stats = EpochStats(fns)
     for o, t in zip(out.split(32), tgt.split(32)):
         stats.update(torch.nn.functional.cross_entropy(o, t), o, t)
-    fns = {n: getattr(metric, n) for n in ["f1_macro", "precision_macro", "recall_macro"]}
-    res = stats.result(fns)
+    res = stats.result()
     expected = sklearn_classification(out, tgt)
     for name in fns:
         assert res[name] == pytest.approx(expected[name], abs=1e-12)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from base.base_metric import BaseMetric, FunctionMetric
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -180,7 +181,8 @@ def _validate_metrics(config: dict) -> list:
     seen = set()
     for i, spec in enumerate(metrics):
         mname, margs = component_spec(spec, f"metrics[{i}]")
-        check_args(METRICS.get(mname, f"metrics[{i}]"), margs, f"metrics[{i}].args", skip=2)
+        metric = METRICS.get(mname, f"metrics[{i}]")
+        check_args(metric, margs, f"metrics[{i}].args", skip=0 if isinstance(metric, type) else 2)
         if mname in seen:
             raise ConfigError(f"metrics[{i}]: '{mname}' is listed twice")
         seen.add(mname)
@@ -301,13 +303,18 @@ class ConfigParser:
             return _build("loss.args", loss, **args)
         return functools.partial(loss, **args) if args else loss
 
-    def build_metrics(self) -> dict:
-        """{name: fn(output, target) -> float} in config order."""
+    def build_metrics(self) -> dict[str, BaseMetric]:
+        """{name: metric} in config order; a plain function metric is wrapped (it keeps the
+        epoch's outputs: base/base_metric.py FunctionMetric)."""
         metrics = {}
         for i, spec in enumerate(self.config["metrics"]):
             name, args = component_spec(spec, f"metrics[{i}]")
-            fn = METRICS.get(name, f"metrics[{i}]")
-            metrics[name] = functools.partial(fn, **args) if args else fn
+            found = METRICS.get(name, f"metrics[{i}]")
+            if isinstance(found, type):
+                metrics[name] = _build(f"metrics[{i}].args", found, **args)
+            else:
+                metrics[name] = FunctionMetric(functools.partial(found, **args) if args else found,
+                                               name)
         return metrics
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:

@@ -13,14 +13,17 @@ import torch
 
 from logger.class_report import write_test_report
 from logger.logger import get_logger, setup_logging
+from model.metric import ConfusionMatrix
 from trainer.parse_config import ConfigParser
-from trainer.predict import collect_outputs, predict
+from trainer.predict import predict
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
-from trainer.trainer import Trainer, check_amp, evaluate
+from trainer.trainer import Trainer, check_amp, evaluation_stats
 from utils import dist
 from utils.errors import ConfigError
 from utils.files import write_json
+
+REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
 
 
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None) -> int:
@@ -138,13 +141,15 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
             print(f"saved {out}")
         return 0
     dist.shard_loaders(data_loader)
-    metrics = evaluate(model, data_loader, config.build_criterion(), config.build_metrics(),
-                       device, config.trainer["amp"])
+    # one pass over the test split: metrics, and the confusion counts of the report
+    metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
+    stats = evaluation_stats(model, data_loader, config.build_criterion(), metrics, device,
+                             config.trainer["amp"])
     if not dist.is_main():
         return 0
-    data_loader.shard(0, 1)  # the report reads the whole test split on one rank
     out = output or checkpoint.parent / "test_metrics.json"
-    write_test_report(*collect_outputs(model, data_loader, device), out.parent)
+    write_test_report(stats.metrics[REPORT_COUNTS].matrix(), out.parent)
+    metrics = {k: v for k, v in stats.result().items() if k != REPORT_COUNTS}
     for name, value in metrics.items():
         print(f"{name}: {value:.6f}")
     write_json(metrics, out)

@@ -69,19 +69,25 @@ def eval_batches(model, loader, device: torch.device, amp: str = "off",
         yield output, target, loss
 
 
-def evaluate(model, loader, criterion, metric_fns: dict, device,
+def evaluate(model, loader, criterion, metrics: dict, device,
              amp: str = "off") -> dict[str, float]:
     """Loss and metrics of `model` over every batch of `loader`.
 
-    With a loader sharded across ranks (torch.distributed), every rank's
-    batches are gathered first, so each rank returns the single-process result.
+    With a loader sharded across ranks (torch.distributed), the ranks' sums are
+    merged, so each rank returns the single-process result.
     """
-    stats = EpochStats(is_sum_reduction(criterion))
+    return evaluation_stats(model, loader, criterion, metrics, device, amp).result()
+
+
+def evaluation_stats(model, loader, criterion, metrics: dict, device,
+                     amp: str = "off") -> EpochStats:
+    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts)."""
+    stats = EpochStats(metrics, is_sum_reduction(criterion), device)
     for output, target, loss in eval_batches(model, loader, device, amp, criterion):
         stats.update(loss, output, target)
     if dist.is_sharded(loader):
-        stats = stats.gathered(device)
-    return stats.result(metric_fns)
+        stats.merged()
+    return stats
 
 
 class Trainer(BaseTrainer):
@@ -101,9 +107,9 @@ class Trainer(BaseTrainer):
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         start_batch, self.start_batch = self.start_batch, 0
-        stats = EpochStats(self.sum_reduction, capacity=self.data_loader.batch_sampler.samples())
+        stats = EpochStats(self.metrics, self.sum_reduction, self.device)
         if start_batch and self.partial_stats is not None:
-            stats.load_state_dict(self.partial_stats, self.device)
+            stats.load_state_dict(self.partial_stats)
             self.partial_stats = None
         self.data_loader.set_epoch(epoch, start_batch)
         n_batches = len(self.data_loader)
@@ -125,10 +131,10 @@ class Trainer(BaseTrainer):
             bar.close()
         stats.check_finite(epoch)
 
-        result = stats.gathered(self.device).result(self.metric_fns)
+        result = stats.merged().result()
         if self.valid_data_loader is not None:
             dist.sync_buffers(self.plain_model)
-            val = evaluate(self.model, self.valid_data_loader, self.criterion, self.metric_fns,
+            val = evaluate(self.model, self.valid_data_loader, self.criterion, self.metrics,
                            self.device, self.amp)
             result.update({f"val_{k}": v for k, v in val.items()})
         return result

@@ -198,64 +198,40 @@ def max_int(value: int, device: torch.device | None = None) -> int:
     return int(t.item())
 
 
-def gather_rows(x: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's `x` in rank order; the first dimension may differ between ranks."""
-    if not is_distributed():
-        return [x]
-    world = get_world_size()
-    n = torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device)
-    counts = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(counts, n)
-    sizes = [int(c.item()) for c in counts]
-    padded = x.new_zeros((max(sizes), *x.shape[1:]))
-    padded[:x.shape[0]] = x
-    out = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(out, padded)
-    return [o[:s] for o, s in zip(out, sizes)]
+def all_reduce_sum(tensors: dict[str, torch.Tensor],
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """Every rank's tensors added up, key by key, in one all_reduce of a fixed size.
 
-
-def gather_batches(losses: list[torch.Tensor], sizes: list[int], outputs: list[torch.Tensor],
-                   targets: list[torch.Tensor], device: torch.device) -> tuple[list, list, list,
-                                                                                list]:
-    """Every rank's per-batch results, merged in global batch order.
-
-    Batch k of rank r is taken as global batch k * world_size + r, which is
-    where an evaluation shard (EpochBatchSampler with even=False) got it
-    from; so the merged lists are those of a single process reading the
-    whole split, and sums over them are the same sums in the same order.
+    The tensors (counts and float64 sums) travel as one float64 vector (counts
+    stay exact up to 2**53). A tensor may be empty on a rank that has not seen
+    its first batch (its size comes from the data): a small all_reduce of the
+    sizes first lets such a rank contribute zeros of the others' size.
     """
-    if not is_distributed():
-        return losses, sizes, outputs, targets
-    # ranks with no batch still need the shapes and dtypes of the others'
-    meta = (tuple(outputs[0].shape[1:]), outputs[0].dtype, tuple(targets[0].shape[1:]),
-            targets[0].dtype, losses[0].dtype) if losses else None
-    metas = [None] * get_world_size()
-    dist.all_gather_object(metas, meta)
-    known = next((m for m in metas if m is not None), None)
-    if known is None:
-        return [], [], [], []
-    out_shape, out_dtype, tgt_shape, tgt_dtype, loss_dtype = known
+    keys = list(tensors)
+    sizes = torch.tensor([tensors[k].numel() for k in keys], dtype=torch.int64, device=device)
+    dist.all_reduce(sizes, op=dist.ReduceOp.MAX)
+    parts = []
+    for k, size in zip(keys, sizes.tolist()):
+        t = tensors[k].to(device)
+        parts.append(t.double().reshape(-1) if t.numel() else
+                     torch.zeros(size, dtype=torch.float64, device=device))
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=device)
+    dist.all_reduce(flat)
+    out, start = {}, 0
+    for k, size in zip(keys, sizes.tolist()):
+        t = tensors[k]
+        shape = t.shape if t.numel() else (size,)
+        out[k] = flat[start:start + size].reshape(shape).to(t.dtype)
+        start += size
+    return out
 
-    def cat(parts: list[torch.Tensor], shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-        if parts:
-            return torch.cat(parts).to(device)
-        return torch.zeros((0, *shape), dtype=dtype, device=device)
 
-    all_losses = gather_rows(torch.stack(losses).to(device) if losses else
-                             torch.zeros(0, dtype=loss_dtype, device=device))
-    all_sizes = gather_rows(torch.tensor(sizes, dtype=torch.int64, device=device))
-    all_outputs = gather_rows(cat(outputs, out_shape, out_dtype))
-    all_targets = gather_rows(cat(targets, tgt_shape, tgt_dtype))
-
-    per_rank = []
-    for r_losses, r_sizes, r_out, r_tgt in zip(all_losses, all_sizes, all_outputs, all_targets):
-        split = r_sizes.tolist()
-        per_rank.append((list(r_losses.unbind()), split, list(r_out.split(split)),
-                         list(r_tgt.split(split))))
-    merged: tuple[list, list, list, list] = ([], [], [], [])
-    for k in range(max(len(p[1]) for p in per_rank)):
-        for part in per_rank:
-            if k < len(part[1]):
-                for dst, src in zip(merged, part):
-                    dst.append(src[k])
-    return merged
+def gather_outputs(outputs: list[torch.Tensor], targets: list[torch.Tensor],
+                   device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every rank's outputs and targets, in rank order (plain function metrics only: this
+    sends the whole epoch's outputs, which is why the built-in metrics keep state instead)."""
+    mine = (torch.cat(outputs).cpu(), torch.cat(targets).cpu()) if outputs else None
+    parts: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(parts, mine)
+    present = [p for p in parts if p is not None]
+    return [p[0].to(device) for p in present], [p[1].to(device) for p in present]
