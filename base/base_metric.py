@@ -23,7 +23,7 @@ from whoever has it. Write one in model/metric.py:
             self.state["n"] += len(target)
 
         def compute(self):
-            return (self.state["wrong"] / self.state["n"]).item()
+            return (self.state["wrong"].double() / self.state["n"]).item()
 """
 
 from __future__ import annotations

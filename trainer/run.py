@@ -48,6 +48,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         return 0
 
     run = open_run_folder(config, run_file)
+    note_kept_outputs(parts.metrics)
     logger.debug(str(parts.model))
     logger.info(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
@@ -60,6 +61,15 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     dist.barrier()  # every rank is done before any tears the process group down
     get_logger().info(f"done: checkpoints in {run.save_dir}")
     return 0
+
+
+def note_kept_outputs(metrics: dict) -> None:
+    """One log line per plain function metric: the only thing that keeps the epoch's outputs."""
+    for name, metric in metrics.items():
+        if metric.keeps_outputs:
+            get_logger().info(f"note: metric '{name}' is a plain function: it keeps every output "
+                              f"and target of an epoch until the epoch ends (memory grows with "
+                              f"the data set); a BaseMetric class keeps a fixed-size state")
 
 
 def nothing_to_train(config: ConfigParser) -> bool:
