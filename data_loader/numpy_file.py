@@ -18,7 +18,7 @@ from data_loader.csv_file import resolve_path
 from utils.errors import ArgError
 
 RELEASE_BYTES = 64 * 2**20  # resident file pages are handed back after this much is read
-STATS_CHUNK_ROWS = 65536  # rows per chunk when streaming the standardization statistics
+STATS_CHUNK_BYTES = 32 * 2**20  # float64 values per chunk when streaming the statistics
 
 
 def open_npy(path: Path, arg: str) -> np.memmap:
@@ -87,9 +87,10 @@ class NumpyDataset(Dataset):
         """Per-feature mean and std over `indices`, streamed in float64 chunks (sums of the
         values less the first chunk's mean, so that the variance keeps its precision)."""
         rows, n = indices.numpy(), max(len(indices), 1)
+        step = max(1, STATS_CHUNK_BYTES // (8 * self.x.shape[1]))
         shift = total = squares = None
-        for start in range(0, len(rows), STATS_CHUNK_ROWS):
-            chunk = self.x[rows[start:start + STATS_CHUNK_ROWS]].astype(np.float64)
+        for start in range(0, len(rows), step):
+            chunk = self.x[rows[start:start + step]].astype(np.float64)
             if shift is None:
                 shift = chunk.mean(axis=0)
                 total, squares = np.zeros_like(shift), np.zeros_like(shift)

@@ -7,14 +7,20 @@ import torch
 from base import BaseDataLoader
 from data_loader.datasets import TensorDataset
 
+CHUNK_ROWS = 4096
+
 
 def make_classification(n_samples: int, n_features: int, n_classes: int, data_seed: int = 0):
     """Gaussian features labelled by a fixed random linear teacher (plus noise)."""
     g = torch.Generator().manual_seed(data_seed)
     x = torch.randn(n_samples, n_features, generator=g)
     teacher = torch.randn(n_features, n_classes, generator=g)
-    logits = x @ teacher + 0.5 * torch.randn(n_samples, n_classes, generator=g)
-    return x, logits.argmax(dim=1)
+    labels = torch.empty(n_samples, dtype=torch.int64)
+    for start in range(0, n_samples, CHUNK_ROWS):  # the same draws as one (N, C) draw, but
+        rows = slice(start, start + CHUNK_ROWS)    # never N x C logits in memory at once
+        noise = torch.randn(len(labels[rows]), n_classes, generator=g)
+        labels[rows] = (x[rows] @ teacher + 0.5 * noise).argmax(dim=1)
+    return x, labels
 
 
 class SyntheticDataLoader(BaseDataLoader):
