@@ -17,7 +17,7 @@ from base import BaseDataLoader
 from data_loader.csv_file import resolve_path
 from utils.errors import ArgError
 
-RELEASE_BYTES = 64 * 2**20  # resident file pages are handed back after this much is read
+RELEASE_ROWS = 64  # rows read through the map before its pages are handed back
 STATS_CHUNK_BYTES = 32 * 2**20  # float64 values per chunk when streaming the statistics
 
 
@@ -34,11 +34,13 @@ def open_npy(path: Path, arg: str) -> np.memmap:
 class NumpyDataset(Dataset):
     """Rows of two memory-mapped .npy files; a batch is one fancy-index per file.
 
-    The mapping is opened lazily in each process (DataLoader workers included)
-    and pickles as its paths. Pages read through it count toward the
-    process's resident memory until released: every RELEASE_BYTES read, they
-    are handed back to the page cache (madvise DONTNEED), so resident memory
-    stays flat however large the file is.
+    The mapping pickles as its paths (DataLoader workers reopen it). Pages
+    read through it count toward the process's resident memory until
+    released, and one random row can map a whole large folio of the page
+    cache (megabytes on current kernels): so a batch is read in groups of
+    RELEASE_ROWS rows, each one fancy-index, and after each group the mapped
+    pages are handed back to the page cache (madvise DONTNEED). Resident
+    memory stays flat however large the file is.
     """
 
     def __init__(self, features: Path, targets: Path):
@@ -47,7 +49,6 @@ class NumpyDataset(Dataset):
         if self.x.ndim != 2 or len(self.y) != len(self.x):
             raise ValueError(f"features ({features}) must be (N, F) and targets ({targets}) "
                              f"hold N rows; got {self.x.shape} and {self.y.shape}")
-        self.unreleased = 0
 
     def __getstate__(self) -> dict:
         return {"paths": self.paths}
@@ -55,7 +56,6 @@ class NumpyDataset(Dataset):
     def __setstate__(self, state: dict) -> None:
         self.paths = state["paths"]
         self.x, self.y = (np.load(p, mmap_mode="r") for p in self.paths)
-        self.unreleased = 0
 
     def __len__(self) -> int:
         return len(self.x)
@@ -66,14 +66,17 @@ class NumpyDataset(Dataset):
 
     def __getitems__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         rows = np.asarray(indices, dtype=np.int64)
-        x = torch.from_numpy(np.ascontiguousarray(self.x[rows], dtype=np.float32))
-        y = torch.from_numpy(np.ascontiguousarray(self.y[rows]))
-        if y.is_floating_point():
-            y = y.float().reshape(len(rows), -1)
-        self.unreleased += x.numel() * 4
-        if self.unreleased >= RELEASE_BYTES:
+        x = np.empty((len(rows), self.x.shape[1]), dtype=np.float32)
+        y = np.empty((len(rows), *self.y.shape[1:]), dtype=self.y.dtype)
+        for start in range(0, len(rows), RELEASE_ROWS):
+            group = rows[start:start + RELEASE_ROWS]
+            x[start:start + len(group)] = self.x[group]
+            y[start:start + len(group)] = self.y[group]
             self.release()
-        return x, y
+        y_t = torch.from_numpy(y)
+        if y_t.is_floating_point():
+            y_t = y_t.float().reshape(len(rows), -1)
+        return torch.from_numpy(x), y_t
 
     def release(self) -> None:
         """Hand the mapped pages back (they stay in the page cache, not in this process)."""
@@ -81,7 +84,6 @@ class NumpyDataset(Dataset):
             m = getattr(array, "_mmap", None)
             if m is not None:
                 m.madvise(mmap.MADV_DONTNEED)
-        self.unreleased = 0
 
     def feature_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-feature mean and std over `indices`, streamed in float64 chunks (sums of the
