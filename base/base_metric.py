@@ -36,6 +36,7 @@ import torch
 class BaseMetric(ABC):
     name: str = ""  # the config name; the class name when empty
     keeps_outputs = False  # True only for metrics that need every output of the epoch
+    syncs_itself = False  # True for wrapped torchmetrics metrics (they sync on compute)
 
     def __init__(self) -> None:
         self.state: dict[str, torch.Tensor] = {}
@@ -127,3 +128,52 @@ class FunctionMetric(BaseMetric):
         if state:
             self.outputs = [state["outputs"].to(device)]
             self.targets = [state["targets"].to(device)]
+
+
+class TorchmetricsMetric(BaseMetric):
+    """A torchmetrics Metric (the optional `metrics` extra) behind this interface.
+
+    It keeps its own state and syncs it across ranks itself when computed
+    (torchmetrics' sync_on_compute), so EpochStats leaves it out of its
+    all_reduce. Use it in model/metric.py:
+
+        class MacroAUROC(TorchmetricsMetric):
+            name = "auroc"
+
+            def __init__(self, num_classes: int = 10):
+                super().__init__(torchmetrics.classification.MulticlassAUROC(num_classes))
+    """
+
+    syncs_itself = True
+
+    def __init__(self, metric, name: str = "") -> None:
+        self.metric = metric
+        self.name = name or self.name or type(metric).__name__
+        super().__init__()
+
+    def reset(self) -> None:
+        self.metric.reset()
+        self.state = {}
+
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        self.metric.update(output.detach(), target)
+
+    def compute(self) -> float:
+        return float(self.metric.compute())
+
+    def to(self, device: torch.device) -> TorchmetricsMetric:
+        self.metric = self.metric.to(device)
+        return self
+
+    def merge(self, other: BaseMetric) -> None:
+        raise NotImplementedError("torchmetrics metrics sync themselves when computed")
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]
+                for k, v in self.metric.metric_state.items()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        for key, value in state.items():
+            moved = value.to(device) if isinstance(value, torch.Tensor) else \
+                [t.to(device) for t in value]
+            setattr(self.metric, key, moved)

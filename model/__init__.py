@@ -32,6 +32,10 @@ def _metrics(module) -> dict:
     """Metric classes by their config name (those without one are building blocks), and
     plain function metrics by their function name."""
     classes = {cls.name: cls for cls in subclasses_in(module, BaseMetric).values() if cls.name}
+    classes.update({cls.name: cls for cls in vars(module).values()  # torchmetrics subclasses
+                    if inspect.isclass(cls) and cls.__module__ == module.__name__
+                    and isinstance(getattr(cls, "name", None), str) and cls.name
+                    and hasattr(cls, "sync") and hasattr(cls, "compute")})
     return {**functions_in(module), **classes}
 
 

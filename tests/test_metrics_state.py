@@ -225,3 +225,22 @@ def test_mid_epoch_checkpoint_holds_metric_state_not_outputs(tmp_path):
     restored = EpochStats({m: METRICS.get(m)() for m in config["metrics"]})
     restored.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert restored.result() == stats.result()
+
+
+def test_torchmetrics_metric_is_accepted_and_checkpointed():
+    torchmetrics = pytest.importorskip("torchmetrics")
+    from base.base_metric import TorchmetricsMetric
+    from trainer.epoch_stats import EpochStats
+
+    output, target = random_data(3)["classification"]
+    metric = TorchmetricsMetric(torchmetrics.classification.MulticlassAccuracy(
+        num_classes=7, average="micro"), "tm_accuracy")
+    stats = EpochStats({"tm_accuracy": metric})
+    for o, t in zip(output[:100].split(13), target[:100].split(13)):
+        stats.update(torch.zeros(()), o, t)
+    resumed = EpochStats({"tm_accuracy": metric})
+    resumed.load_state_dict(stats.state_dict())  # a mid-epoch checkpoint, then the rest
+    for o, t in zip(output[100:].split(13), target[100:].split(13)):
+        resumed.update(torch.zeros(()), o, t)
+    expected = sklearn_value("accuracy", output, target)
+    assert resumed.result()["tm_accuracy"] == pytest.approx(expected, abs=1e-6)

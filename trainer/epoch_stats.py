@@ -73,7 +73,8 @@ class EpochStats:
         """
         if not dist.is_distributed():
             return self
-        streaming = {k: m for k, m in self.metrics.items() if not m.keeps_outputs}
+        streaming = {k: m for k, m in self.metrics.items()
+                     if not (m.keeps_outputs or m.syncs_itself)}
         tensors = {"loss_sum": self.loss_sum,
                    "n": torch.tensor(self.n, dtype=torch.int64, device=self.device),
                    **{f"{k}.{s}": v for k, m in streaming.items() for s, v in m.state.items()}}

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from base.base_metric import BaseMetric, FunctionMetric
+from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -311,7 +311,9 @@ class ConfigParser:
             name, args = component_spec(spec, f"metrics[{i}]")
             found = METRICS.get(name, f"metrics[{i}]")
             if isinstance(found, type):
-                metrics[name] = _build(f"metrics[{i}].args", found, **args)
+                metric = _build(f"metrics[{i}].args", found, **args)
+                metrics[name] = metric if isinstance(metric, BaseMetric) else \
+                    TorchmetricsMetric(metric, name)  # a torchmetrics Metric class
             else:
                 metrics[name] = FunctionMetric(functools.partial(found, **args) if args else found,
                                                name)
