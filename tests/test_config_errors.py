@@ -196,3 +196,26 @@ def test_unknown_top_level_key_is_a_warning(save_dir, tmp_path):
     r = train("-c", cfg, "--dry-run", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
     assert "unknown top-level key 'notes'" in r.stdout + r.stderr
+
+
+def test_checkpoint_messages_say_what_is_wrong_and_only_what_works(tmp_path, digits_run):
+    """A folder is named as such; a pickle is refused without torch's weights_only advice."""
+    evil = tmp_path / "evil.pth"
+    torch.save({"epoch": 1, "payload": torch.nn.Linear(2, 2)}, evil)
+    r = run_script("test.py", "-r", evil)
+    assert r.returncode == 2 and "refused to load" in r.stderr
+    assert "weights_only" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_script("train.py", "-r", empty)
+    assert r.returncode == 2
+    assert r.stderr.strip() == \
+        f"error: {empty} is a folder, not a checkpoint: it holds no checkpoint"
+    r = run_script("train.py", "-r", digits_run)
+    assert r.returncode == 2 and f"e.g. {digits_run / 'model_best.pth'}" in r.stderr
+
+
+def test_test_py_takes_a_run_folders_best_model(tmp_path, digits_run):
+    r = run_script("test.py", "-r", digits_run, "--output", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    assert read_json(tmp_path / "m.json")["accuracy"] > 0.9

@@ -20,6 +20,7 @@ from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp, evaluation_stats
 from utils import dist
+from utils.checkpoint import BEST_NAME
 from utils.errors import ConfigError
 from utils.files import write_json
 
@@ -129,7 +130,10 @@ def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
 
 def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None) -> int:
     """Evaluate `checkpoint` on its config's test split (or write predictions with
-    `predict_input`: '' for the test split, else a CSV file); the process exit code."""
+    `predict_input`: '' for the test split, else a CSV file); the process exit code.
+    A run folder stands for its model_best.pth."""
+    if checkpoint.is_dir() and (checkpoint / BEST_NAME).is_file():
+        checkpoint = checkpoint / BEST_NAME
     config = ConfigParser.from_checkpoint(checkpoint)
     setup_logging(config.trainer["verbosity"])
     data_loader = config.build_data_loader(training=False)

@@ -90,19 +90,23 @@ def link_atomic(source: Path, path: Path) -> None:
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint written by this project, or raise ConfigError saying why not."""
     path = Path(path)
+    if path.is_dir():
+        inside = path / BEST_NAME if (path / BEST_NAME).is_file() else latest_epoch_checkpoint(path)
+        hint = f"give a checkpoint file, e.g. {inside}" if inside else "it holds no checkpoint"
+        raise ConfigError(f"{path} is a folder, not a checkpoint: {hint}")
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise ConfigError(f"{path}: refused to load, the file holds more than plain data "
-                          f"(tensors, dicts, lists, numbers): {first}") from None
+    except pickle.UnpicklingError:
+        # torch's message suggests weights_only=False, which would run the file's code
+        raise ConfigError(f"{path}: refused to load: the file holds pickled objects, not only "
+                          f"plain data (tensors, dicts, lists, numbers), and loading it could "
+                          f"run code; this project's checkpoints never hold any") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            IndexError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not a readable checkpoint (truncated or corrupted?): "
-                          f"{reason}") from None
+            IndexError, TypeError, AttributeError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: not a readable checkpoint (not a file written by "
+                          f"torch.save, or truncated or corrupted)") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise ConfigError(f"{path}: not a checkpoint of this project (expected the keys "
                           f"{', '.join(REQUIRED_KEYS)})")
