@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from utils.errors import missing_dependency  # standard library only: no torch yet
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the test split.")
@@ -31,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-    # the one deferred block: --help and usage errors stay light
-    from trainer.run import test
-    from utils import dist
-    from utils.errors import ConfigError, RunError, report
+    try:  # the one deferred block: --help and usage errors stay light
+        from trainer.run import test
+        from utils import dist
+        from utils.errors import ConfigError, RunError, report
+    except ModuleNotFoundError as e:
+        return missing_dependency(e)
 
     try:
         return test(Path(args.resume), Path(args.output) if args.output else None,

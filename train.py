@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from utils.errors import missing_dependency  # standard library only: no torch yet
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -43,15 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-    # the one deferred block: --help and usage errors import neither torch nor sklearn
-    from base.base_trainer import Interrupted
-    from logger.logger import close_logging
-    from sweep.runner import run_sweep
-    from sweep.spec import load_sweep
-    from trainer.parse_config import ConfigParser
-    from trainer.run import train
-    from utils import dist
-    from utils.errors import ConfigError, RunError, report
+    try:  # the one deferred block: --help and usage errors import neither torch nor sklearn
+        from base.base_trainer import Interrupted
+        from logger.logger import close_logging
+        from sweep.runner import run_sweep
+        from sweep.spec import load_sweep
+        from trainer.parse_config import ConfigParser
+        from trainer.run import train
+        from utils import dist
+        from utils.errors import ConfigError, RunError, report
+    except ModuleNotFoundError as e:
+        return missing_dependency(e)
 
     try:
         sweep = load_sweep(args)  # None unless -m or the config has a sweep: section

@@ -219,3 +219,17 @@ def test_test_py_takes_a_run_folders_best_model(tmp_path, digits_run):
     r = run_script("test.py", "-r", digits_run, "--output", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr
     assert read_json(tmp_path / "m.json")["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("script", ["train.py", "test.py"])
+def test_a_missing_dependency_is_one_line_saying_how_to_install(script):
+    """Python without site-packages (-S) stands for a shell where the venv is not active."""
+    import subprocess
+    import sys
+
+    args = ["-c", "config/digits_mlp.json"] if script == "train.py" else ["-r", "x.pth"]
+    r = subprocess.run([sys.executable, "-S", script, *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: the package '") and "source .venv/bin/activate" in r.stderr

@@ -37,6 +37,14 @@ def report(error: ConfigError | RunError) -> int:
     return 2 if isinstance(error, ConfigError) else 1
 
 
+def missing_dependency(error: ModuleNotFoundError) -> int:
+    """One `error:` line for a package this Python lacks (torch, ...); exit code 1."""
+    print(f"error: the package '{error.name}' is not installed for {sys.executable}: activate "
+          f"the project's environment (source .venv/bin/activate) or install the project "
+          f"there (pip install torch==2.13.0 && pip install -e .)", file=sys.stderr)
+    return 1
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
