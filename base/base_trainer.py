@@ -289,8 +289,12 @@ class BaseTrainer(ABC):
             model.load_state_dict(ckpt["model_state_dict"])
         same_optimizer = ckpt["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
         if same_optimizer:
+            state = ckpt["optimizer_state_dict"]
+            if finetune:
+                state = self._optimizer_state_for_finetune(state)
             try:
-                self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+                if state is not None:
+                    self.optimizer.load_state_dict(state)
             except (ValueError, KeyError) as e:
                 if not finetune:
                     raise ConfigError(f"cannot restore the optimizer state: {e}") from None
@@ -327,6 +331,30 @@ class BaseTrainer(ABC):
             self.partial_stats = partial["stats"] if self.is_main else None
         if ckpt.get("rng_state") is not None:
             restore_rng_state(ckpt["rng_state"])
+
+    def _optimizer_state_for_finetune(self, state: dict) -> dict | None:
+        """The checkpoint's optimizer state without the entries of parameters whose shape
+        changed (a new head or width); None, with a warning, when the parameters no longer
+        line up one to one. The optimizer lists parameters in the model's order."""
+        params = [(n, p) for n, p in self.plain_model.named_parameters() if p.requires_grad]
+        n_old = sum(len(g["params"]) for g in state["param_groups"])
+        if n_old != len(params) or len(state["param_groups"]) != len(self.optimizer.param_groups):
+            self.logger.warning(f"warning: optimizer state not restored: the checkpoint's "
+                                f"optimizer held {n_old} parameters, this model trains "
+                                f"{len(params)}")
+            return None
+        order = [i for g in state["param_groups"] for i in g["params"]]
+        kept, dropped = dict(state["state"]), []
+        for index, (name, param) in zip(order, params):
+            entry = kept.get(index, {})
+            if any(isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != param.shape
+                   for v in entry.values()):
+                del kept[index]
+                dropped.append(name)
+        if dropped:
+            self.logger.warning(f"warning: optimizer state dropped for {', '.join(dropped)} "
+                                f"(their shapes changed); it starts fresh for them")
+        return {**state, "state": kept}
 
     def _load_weights_for_finetune(self, ckpt: dict) -> None:
         model = self.plain_model

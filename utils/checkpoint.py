@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import random
 import re
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from utils.errors import ConfigError
-from utils.files import fsync_dir, write_atomic
+from utils.files import write_atomic
 
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "config", "arch")
 BEST_NAME = "model_best.pth"
@@ -61,30 +60,12 @@ def serialize(obj: Any) -> memoryview:
 
 
 def save_atomic(obj: Any, *paths: str | Path) -> None:
-    """torch.save `obj` once to each path, so that readers see the old file or the
-    whole new one. The first path is written; the others become hard links to it
-    (no second write), or copies where the file system has no hard links."""
+    """torch.save `obj` to each path, serialized once, so that readers see the old file or
+    the whole new one. Every path gets a file of its own (never a second name for another
+    file's bytes: writing over model_best.pth in place must not touch an epoch checkpoint)."""
     data = serialize(obj)
-    first, *others = [Path(p) for p in paths]
-    write_atomic(data, first)
-    for path in others:
-        try:
-            link_atomic(first, path)
-        except OSError:
-            write_atomic(data, path)
-
-
-def link_atomic(source: Path, path: Path) -> None:
-    """Make `path` a hard link to `source`, replacing `path` atomically."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
-    tmp.unlink(missing_ok=True)
-    os.link(source, tmp)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    for path in paths:
+        write_atomic(data, Path(path))
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:

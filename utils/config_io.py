@@ -6,6 +6,7 @@ components happens later, in trainer/parse_config.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -19,8 +20,25 @@ from utils.schema import CONFIG_SUFFIXES, TOP_LEVEL_DEFAULTS, TRAINER_DEFAULTS
 
 # ---------------------------------------------------------------- files
 
+MAX_YAML_NODES = 10_000  # a config's nodes once its aliases are expanded
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML's safe loader that also reads 1e-3 and 1E5 as floats (YAML 1.2 style)."""
+    """YAML's safe loader that also reads 1e-3 and 1E5 as floats (YAML 1.2 style) and refuses
+    a mapping that repeats a key (YAML would let the last one win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise ConfigError(f"duplicate key '{key}' (line {seen[key]} and line {line}); "
+                                  f"keep one")
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -29,8 +47,51 @@ _Loader.add_implicit_resolver(
     list("-+0123456789"))
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """The node's size once every alias under it is expanded (shared nodes counted once each
+    time they are used); ConfigError for a recursive alias or more than MAX_YAML_NODES."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise ConfigError(f"line {node.start_mark.line + 1}: a YAML alias refers to a node that "
+                          f"contains it (a recursive alias)")
+    open_nodes.add(id(node))
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) \
+        else node.value if isinstance(node, yaml.SequenceNode) else []
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(id(node))
+    if size > MAX_YAML_NODES:
+        raise ConfigError(f"line {node.start_mark.line + 1}: YAML aliases expand this config to "
+                          f"more than {MAX_YAML_NODES:,} nodes (an alias bomb?)")
+    sizes[id(node)] = size
+    return size
+
+
 def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Safe YAML with the limits above: no duplicate keys, bounded alias expansion."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _json_load(text: str) -> Any:
+    """JSON, with a repeated key an error naming both lines (read again as YAML for them)."""
+    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [k for k, _ in pairs]
+        duplicate = next((k for k in keys if keys.count(k) > 1), None)
+        if duplicate is not None:
+            with contextlib.suppress(yaml.YAMLError):
+                yaml_load(text)  # JSON is YAML: the YAML loader names both lines
+            raise ConfigError(f"duplicate key '{duplicate}'; keep one")
+        return dict(pairs)
+
+    return json.loads(text, object_pairs_hook=refuse_duplicates)
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -40,12 +101,15 @@ def load_config_file(path: str | Path) -> dict:
         raise ConfigError(f"{path}: a config file must end in .json, .yaml or .yml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml_load(text)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); save it as UTF-8") \
+            from None
+    try:
+        data = _json_load(text) if path.suffix == ".json" else yaml_load(text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
     except yaml.YAMLError as e:
