@@ -88,7 +88,7 @@ def test_checkpoint_holds_generator_states_as_plain_data(tmp_path):
 
 
 def test_atomic_save_leaves_previous_file_on_failure(tmp_path, monkeypatch):
-    from utils import checkpoint
+    from utils import checkpoint, files
 
     path = tmp_path / "checkpoint-epoch1.pth"
     checkpoint.save_atomic({"w": torch.arange(10)}, path)
@@ -105,7 +105,7 @@ def test_atomic_save_leaves_previous_file_on_failure(tmp_path, monkeypatch):
         with pytest.raises(OSError):
             checkpoint.save_atomic({"w": torch.zeros(10)}, path)
     with monkeypatch.context() as m:  # the write reaches the disk only in part
-        m.setattr(checkpoint.os, "fsync", crash_at_fsync)
+        m.setattr(files.os, "fsync", crash_at_fsync)  # utils/files.py writes the bytes
         with pytest.raises(OSError):
             checkpoint.save_atomic({"w": torch.zeros(10)}, path, tmp_path / "model_best.pth")
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(10))
