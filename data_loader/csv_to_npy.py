@@ -95,18 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delimiter", default=",")
     args = parser.parse_args(argv)
     try:
-        if not args.csv.is_file():
-            raise ConfigError(f"{args.csv}: CSV file not found")
-        try:
-            n = convert(args.csv, args.out, args.target, args.task, args.delimiter)
-        except (ValueError, UnicodeDecodeError, csv.Error) as e:
-            raise ConfigError(str(e)) from None
-        except OSError as e:
-            raise RunError(f"cannot write {args.out}: {e.strerror or e}") from None
+        print(f"saved {convert_file(args)} rows to {args.out / 'features.npy'} and "
+              f"{args.out / 'targets.npy'}")
     except (ConfigError, RunError) as e:
         return report(e)
-    print(f"saved {n} rows to {args.out / 'features.npy'} and {args.out / 'targets.npy'}")
     return 0
+
+
+def convert_file(args: argparse.Namespace) -> int:
+    """convert() for the command line: its failures as ConfigError (the CSV) or RunError."""
+    if not args.csv.is_file():
+        raise ConfigError(f"{args.csv}: CSV file not found")
+    try:
+        return convert(args.csv, args.out, args.target, args.task, args.delimiter)
+    except (ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(str(e)) from None
+    except OSError as e:
+        raise RunError(f"cannot write {args.out}: {e.strerror or e}") from None
 
 
 if __name__ == "__main__":
