@@ -28,6 +28,7 @@ from whoever has it. Write one in model/metric.py:
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import torch
@@ -54,8 +55,16 @@ class BaseMetric(ABC):
     def compute(self) -> float:
         """The value over everything added since the last reset."""
 
+    def fresh(self, device: torch.device) -> BaseMetric:
+        """A metric of the same kind and arguments with an empty state on `device` (one per
+        epoch and split: cheaper than a deep copy)."""
+        metric = copy.copy(self)
+        metric.reset()
+        return metric.to(device)
+
     def to(self, device: torch.device) -> BaseMetric:
-        self.state = {k: v.to(device) for k, v in self.state.items()}
+        if any(v.device != device for v in self.state.values()):
+            self.state = {k: v.to(device) for k, v in self.state.items()}
         return self
 
     def merge(self, other: BaseMetric) -> None:
@@ -150,6 +159,12 @@ class TorchmetricsMetric(BaseMetric):
         self.metric = metric
         self.name = name or self.name or type(metric).__name__
         super().__init__()
+
+    def fresh(self, device: torch.device) -> TorchmetricsMetric:
+        metric = copy.copy(self)
+        metric.metric = copy.deepcopy(self.metric)  # a torchmetrics object holds its own state
+        metric.reset()
+        return metric.to(device)
 
     def reset(self) -> None:
         self.metric.reset()

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # run as `python benchmarks/memory.py`: the project's folders are imported from the checkout
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
+from benchmarks.plain_loop import plain_train_epoch  # noqa: E402
 from trainer.parse_config import ConfigParser, validate_config  # noqa: E402
 from utils.files import write_json  # noqa: E402
 
@@ -74,22 +74,8 @@ def run_plain(config: dict) -> dict:
     """The hand-written loop on the same data and model: one epoch, loss and accuracy."""
     parts = ConfigParser(validate_config(config)[0], "bench").build_all()
     x, y = parts.data_loader.dataset.tensors
-    model, optimizer = parts.model, parts.optimizer
-    model.train()
     start = time.perf_counter()
-    loss_sum, correct = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.long)
-    perm = torch.randperm(len(x))
-    for i in range(0, len(x), BATCH):
-        idx = perm[i:i + BATCH]
-        xb, yb = x[idx], y[idx]
-        optimizer.zero_grad(set_to_none=True)
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (out.argmax(1) == yb).sum()
-    _ = (loss_sum.item() / len(x), correct.item() / len(x))
+    plain_train_epoch(parts.model, parts.optimizer, x, y, BATCH)
     return {"epoch_s": time.perf_counter() - start, "peak_mb": peak_rss_mb()}
 
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.plain_loop import plain_train_epoch  # noqa: E402
 from logger.logger import setup_logging  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from trainer.parse_config import ConfigParser  # noqa: E402
@@ -111,21 +112,8 @@ class PlainRunner:
         self.bs = data_loader.batch_sampler.batch_size
 
     def epoch(self) -> tuple:
-        model, optimizer, x, y, xv, yv, bs = (self.model, self.optimizer, self.x, self.y,
-                                              self.xv, self.yv, self.bs)
-        model.train()
-        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), bs):
-            idx = perm[i:i + bs]
-            xb, yb = x[idx], y[idx]
-            optimizer.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(yb)
-            correct += (out.argmax(1) == yb).sum()
+        model, xv, yv, bs = self.model, self.xv, self.yv, self.bs
+        loss, accuracy = plain_train_epoch(model, self.optimizer, self.x, self.y, bs)
         model.eval()
         with torch.no_grad():
             vloss, vcorrect = torch.zeros(()), torch.zeros((), dtype=torch.long)
@@ -135,8 +123,7 @@ class PlainRunner:
                 vcorrect += (out.argmax(1) == yv[i:i + bs]).sum()
         if self.scheduler is not None:
             self.scheduler.step()
-        return (loss_sum.item() / len(x), correct.item() / len(x), vloss.item() / len(xv),
-                vcorrect.item() / len(xv))
+        return loss, accuracy, vloss.item() / len(xv), vcorrect.item() / len(xv)
 
     def run(self, epochs: int) -> None:
         for _ in range(epochs):

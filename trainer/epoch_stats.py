@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from base.base_metric import BaseMetric
@@ -26,10 +24,7 @@ class EpochStats:
                  sum_reduction: bool = False, device: torch.device | None = None):
         self.sum_reduction = sum_reduction
         self.device = device or torch.device("cpu")
-        self.metrics = {name: copy.deepcopy(m) for name, m in (metrics or {}).items()}
-        for m in self.metrics.values():
-            m.reset()
-            m.to(self.device)
+        self.metrics = {name: m.fresh(self.device) for name, m in (metrics or {}).items()}
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.n = 0  # samples
         self.batches = 0
