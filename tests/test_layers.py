@@ -26,8 +26,9 @@ def project_modules() -> dict[str, Path]:
     found = {}
     for path in REPO.rglob("*.py"):
         rel = path.relative_to(REPO)
-        if rel.parts[0] not in LAYERS and rel.name not in ENTRY_POINTS:
-            continue
+        entry_point = len(rel.parts) == 1 and rel.name in ENTRY_POINTS
+        if not entry_point and (len(rel.parts) == 1 or rel.parts[0] not in LAYERS):
+            continue  # not the project's (a .venv in the checkout, tests/, ...)
         parts = list(rel.with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
