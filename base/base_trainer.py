@@ -287,26 +287,7 @@ class BaseTrainer(ABC):
             self._load_weights_for_finetune(ckpt)
         else:
             model.load_state_dict(ckpt["model_state_dict"])
-        same_optimizer = ckpt["config"]["optimizer"]["type"] == self.config["optimizer"]["type"]
-        if same_optimizer:
-            state = ckpt["optimizer_state_dict"]
-            if finetune:
-                state = self._optimizer_state_for_finetune(state)
-            try:
-                if state is not None:
-                    self.optimizer.load_state_dict(state)
-            except (ValueError, KeyError) as e:
-                if not finetune:
-                    raise ConfigError(f"cannot restore the optimizer state: {e}") from None
-                self.logger.warning(f"warning: optimizer state not restored ({e})")
-            new_args = self.config["optimizer"].get("args") or {}
-            if finetune or new_args != (ckpt["config"]["optimizer"].get("args") or {}):
-                # the config's hyperparameters (fine-tune, or overrides) over the restored state
-                for group in self.optimizer.param_groups:
-                    group.update(new_args)
-                    group["initial_lr"] = group["lr"]
-        else:
-            self.logger.warning("warning: optimizer type changed; its state starts fresh")
+        self._restore_optimizer(ckpt, finetune)
         self.start_epoch = ckpt["epoch"] + 1
         if finetune:
             return
@@ -331,6 +312,28 @@ class BaseTrainer(ABC):
             self.partial_stats = partial["stats"] if self.is_main else None
         if ckpt.get("rng_state") is not None:
             restore_rng_state(ckpt["rng_state"])
+
+    def _restore_optimizer(self, ckpt: dict, finetune: bool) -> None:
+        """The checkpoint's optimizer state (when its type is unchanged), then the config's
+        hyperparameters over it when they differ (fine-tune, or overrides)."""
+        if ckpt["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
+            self.logger.warning("warning: optimizer type changed; its state starts fresh")
+            return
+        state = ckpt["optimizer_state_dict"]
+        if finetune:
+            state = self._optimizer_state_for_finetune(state)
+        try:
+            if state is not None:
+                self.optimizer.load_state_dict(state)
+        except (ValueError, KeyError) as e:
+            if not finetune:
+                raise ConfigError(f"cannot restore the optimizer state: {e}") from None
+            self.logger.warning(f"warning: optimizer state not restored ({e})")
+        new_args = self.config["optimizer"].get("args") or {}
+        if finetune or new_args != (ckpt["config"]["optimizer"].get("args") or {}):
+            for group in self.optimizer.param_groups:
+                group.update(new_args)
+                group["initial_lr"] = group["lr"]
 
     def _optimizer_state_for_finetune(self, state: dict) -> dict | None:
         """The checkpoint's optimizer state without the entries of parameters whose shape
