@@ -78,4 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if "LOCAL_RANK" in os.environ and "torch.distributed" in sys.modules:  # a torchrun worker
+        from utils.dist import exit_process
+        exit_process(exit_code)
+    sys.exit(exit_code)

@@ -9,8 +9,10 @@ that answers as a single process would, so callers need no branches.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -127,8 +129,23 @@ def _current_device() -> torch.device:
 
 
 def cleanup() -> None:
+    """Tear down the process group, first freeing what still holds it (DDP's reducer)."""
     if is_distributed():
+        gc.collect()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """Leave a torchrun worker without interpreter finalization.
+
+    gloo's worker threads can abort the process (SIGABRT, "terminate called without an
+    active exception") when their objects are destroyed during finalization, after the
+    run has finished and saved; flushing and os._exit skips that stage.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
