@@ -90,6 +90,9 @@ class BaseTrainer(ABC):
         self.stop_check_every = cfg.get("accumulate_steps", 1) * (
             DIST_STOP_CHECK_EVERY if self.distributed else 1)
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
+        # lr_scheduler.interval step: the scheduler steps after every optimizer step
+        self.step_interval = (config["lr_scheduler"] or {}).get("interval") == "step"
+        self.epoch_lr: float | None = None  # the lr the current epoch started with
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0
         self.start_epoch = 1
@@ -125,13 +128,23 @@ class BaseTrainer(ABC):
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _step_scheduler(self, row: dict) -> None:
-        if self.lr_scheduler is None:
+        if self.lr_scheduler is None or self.step_interval:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             key = self.mnt_metric or ("val_loss" if "val_loss" in row else "loss")
             self.lr_scheduler.step(row[key])
         else:
             self.lr_scheduler.step()
+
+    def _scheduler_step_done(self, optimizer_step: int) -> None:
+        """After optimizer step number `optimizer_step` of the run (1, 2, ...): with
+        interval step, log the lr that step used (TensorBoard `lr_step`) and step the
+        scheduler."""
+        if self.lr_scheduler is None or not self.step_interval:
+            return
+        if self.writer is not None:
+            self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
+        self.lr_scheduler.step()
 
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
@@ -180,7 +193,8 @@ class BaseTrainer(ABC):
 
     def _loop(self) -> None:
         for epoch in range(self.start_epoch, self.epochs + 1):
-            lr = self.current_lr()
+            # a mid-epoch resume carries on with the lr its epoch started with
+            lr = self.epoch_lr = self.current_lr() if self.epoch_lr is None else self.epoch_lr
             start = time.perf_counter()
             try:
                 result = self._train_epoch(epoch)
@@ -190,6 +204,7 @@ class BaseTrainer(ABC):
             self._step_scheduler(result)
             row = {"epoch": epoch, **result, "lr": lr,
                    "seconds": round(time.perf_counter() - start, 4)}
+            self.epoch_lr = None
             self._add_history(row)
             if self.csv is not None:
                 self.csv.write(row)
@@ -271,7 +286,7 @@ class BaseTrainer(ABC):
                             else float("nan"))
         state["partial_epoch"] = {"epoch": stop.epoch, "batches_done": stop.batches_done,
                                   "stats": stop.stats.merged().state_dict(),
-                                  "world_size": dist.get_world_size()}
+                                  "world_size": dist.get_world_size(), "lr": self.epoch_lr}
         path = self.checkpoint_dir / INTERRUPT_NAME
         if not self.is_main:
             return path
@@ -308,6 +323,7 @@ class BaseTrainer(ABC):
                     f"with the same number (now {dist.get_world_size()}), e.g. torchrun "
                     f"--nproc_per_node={world} train.py -r ...")
             self.start_batch = partial["batches_done"]
+            self.epoch_lr = partial.get("lr")
             # the stats of every rank's batches so far, merged: rank 0 carries them on
             self.partial_stats = partial["stats"] if self.is_main else None
         if ckpt.get("rng_state") is not None:

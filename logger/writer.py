@@ -37,8 +37,10 @@ class TensorboardWriter:
     """TensorBoard event files in the run's log folder (trainer.tensorboard: true).
 
     Per epoch: scalars `loss/train`, `loss/valid`, `<metric>/train`,
-    `<metric>/valid` and `lr`; every `trainer.histogram_period` epochs a
-    histogram of every parameter (`parameters/<name>`); once, the config as
+    `<metric>/valid` and `lr`; with lr_scheduler.interval step also `lr_step`, the
+    lr of every optimizer step at step = the run's optimizer step count; every
+    `trainer.histogram_period` epochs a histogram of every parameter
+    (`parameters/<name>`); once, the config as
     text. Enabled but not installed: a warning, and training goes on.
     """
 
@@ -74,6 +76,11 @@ class TensorboardWriter:
                 tag = f"{key}/train"
             self.writer.add_scalar(tag, value, step)
         self.writer.flush()  # visible in a running TensorBoard after every epoch
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """One scalar at `step` (the per-optimizer-step lr); flushed with the epoch's row."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
 
     def histograms(self, model, epoch: int) -> None:
         """A histogram of every parameter, on epochs that are multiples of histogram_period."""

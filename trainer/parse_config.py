@@ -24,9 +24,10 @@ import torch
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
+from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.config_io import apply_overrides, command_overrides, load_config_file
-from utils.errors import ArgError, ConfigError, check_keys, did_you_mean, unknown_name
+from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
 from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
@@ -41,23 +42,10 @@ from utils.schema import (
     metric_names,
     parse_monitor,
     section,
+    torch_class,
 )
 
-SCHEDULER_BASES = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
 # ---------------------------------------------------------------- validation
-
-def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
-    """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name."""
-    bases = base if isinstance(base, tuple) else (base,)
-    choices = [n for n, c in vars(module).items()
-               if isinstance(c, type) and issubclass(c, base) and c not in bases
-               and not n.startswith("_")]
-    if name not in choices:
-        raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")
-    return getattr(module, name)
-
 
 def has_validation(config: dict) -> bool:
     """Whether the config's data loader holds out a validation split."""
@@ -160,10 +148,7 @@ def _validate_optimization(config: dict, resolved: dict) -> None:
     check_args(torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
                            "optimizer"), oargs, "optimizer.args", skip=1)
     if config.get("lr_scheduler") is not None:
-        stype, sargs = section(config, "lr_scheduler")
-        check_args(torch_class(torch.optim.lr_scheduler, stype, SCHEDULER_BASES,
-                               "lr_scheduler.type", "lr_scheduler"),
-                   sargs, "lr_scheduler.args", skip=1)
+        validate_scheduler(config["lr_scheduler"])
     else:
         resolved["lr_scheduler"] = None
     ltype, largs = component_spec(config["loss"], "loss")
@@ -326,12 +311,7 @@ class ConfigParser:
         return _build("optimizer.args", cls, params, **_args_of(sec))
 
     def build_scheduler(self, optimizer):
-        sec = self.config.get("lr_scheduler")
-        if not sec:
-            return None
-        cls = torch_class(torch.optim.lr_scheduler, sec["type"], SCHEDULER_BASES,
-                          "lr_scheduler.type", "lr_scheduler")
-        return _build("lr_scheduler.args", cls, optimizer, **_args_of(sec))
+        return build_scheduler(self.config.get("lr_scheduler"), optimizer)
 
     def build_all(self, training: bool = True) -> Components:
         """Seed, then data loaders, model (standardized on the training split), loss,
@@ -340,6 +320,8 @@ class ConfigParser:
             seed_everything(self.config["seed"])
             data_loader = self.build_data_loader(training=training)
             valid_data_loader = data_loader.split_validation()
+            # `auto` scheduler arguments follow from the loader; config.json keeps the numbers
+            self.config["lr_scheduler"] = resolved_section(self.config, data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()
             if stats is not None:

@@ -103,6 +103,7 @@ class Trainer(BaseTrainer):
         self.accumulate_steps = cfg["accumulate_steps"]
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
         self.autocast = autocast(self.amp, self.device)
+        self.steps_before_epoch = 0
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -113,6 +114,8 @@ class Trainer(BaseTrainer):
             self.partial_stats = None
         self.data_loader.set_epoch(epoch, start_batch)
         n_batches = len(self.data_loader)
+        # optimizer steps before this epoch (a short last group counts as a step)
+        self.steps_before_epoch = (epoch - 1) * -(-n_batches // self.accumulate_steps)
         bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity)
 
         for batch_idx, batch in enumerate(self.data_loader, start=start_batch + 1):
@@ -168,4 +171,6 @@ class Trainer(BaseTrainer):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self._scheduler_step_done(self.steps_before_epoch
+                                      + -(-batch_idx // self.accumulate_steps))
         return output, loss

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from utils.errors import ConfigError, check_keys, did_you_mean
+from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -114,6 +114,17 @@ def check_args(fn: Any, args: Any, key: str, skip: int = 0, injected: tuple = ()
     for pname, p in by_name.items():
         if p.default is p.empty and pname not in args and pname not in injected:
             raise ConfigError(f"{key}.{pname}: required argument of {name} is missing")
+
+
+def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
+    """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name."""
+    bases = base if isinstance(base, tuple) else (base,)
+    choices = [n for n, c in vars(module).items()
+               if isinstance(c, type) and issubclass(c, base) and c not in bases
+               and not n.startswith("_")]
+    if name not in choices:
+        raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")
+    return getattr(module, name)
 
 
 def section(config: dict, key: str) -> tuple[str, dict]:
