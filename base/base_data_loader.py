@@ -48,6 +48,7 @@ class EpochBatchSampler:
         self.drop_last = drop_last
         self.as_list = as_list
         self.rank, self.world_size, self.even = rank, world_size, even
+        self.weights: torch.Tensor | None = None  # per-sample draw weights (balanced sampler)
         self.epoch = 1
         self.start_batch = 0
 
@@ -57,7 +58,10 @@ class EpochBatchSampler:
     def epoch_order(self) -> torch.Tensor:
         """This rank's sample order for the current epoch."""
         order = self.indices
-        if self.shuffle:
+        if self.weights is not None:  # len(order) draws with replacement, by weight
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+            order = order[torch.multinomial(self.weights, len(order), True, generator=g)]
+        elif self.shuffle:
             g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
             order = order[torch.randperm(len(order), generator=g)]
         if self.world_size > 1 and self.even:
@@ -198,6 +202,36 @@ class BaseDataLoader(IndexedLoader):
             return None
         return IndexedLoader(self.dataset, self.valid_indices, self.eval_batch_size, False,
                              even=False, **self.loader_args)
+
+    def class_labels(self) -> torch.Tensor | None:
+        """The int64 class label of every sample (the dataset's `targets`, or the last of its
+        `tensors`), or None when the dataset has no such labels (regression, custom data)."""
+        labels = getattr(self.dataset, "targets", None)
+        tensors = getattr(self.dataset, "tensors", None)
+        if labels is None and tensors:
+            labels = tensors[-1]
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 \
+                or labels.dim() != 1:
+            return None
+        return labels
+
+    def class_counts(self) -> torch.Tensor | None:
+        """Samples per class in the training split (int64, one entry per class 0..K-1 of the
+        whole data set), or None without class labels."""
+        labels = self.class_labels()
+        if labels is None:
+            return None
+        return torch.bincount(labels[self.train_indices], minlength=int(labels.max()) + 1)
+
+    def balance_classes(self) -> None:
+        """Draw training samples with probability 1 / (their class's count): every class
+        equally often in expectation, each epoch's draws a pure function of (seed, epoch)."""
+        counts = self.class_counts()
+        if counts is None:
+            raise ArgError("sampler", f"balanced needs class labels, and {type(self).__name__}"
+                                      f" has none")
+        labels = self.class_labels()[self.train_indices]
+        self.batch_sampler.weights = 1.0 / counts[labels].double()
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Per-feature mean and std over the training split only, or None.

@@ -17,12 +17,16 @@ from utils.errors import RunError
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> torch.Tensor:
-    return F.cross_entropy(output, target, reduction=reduction, label_smoothing=label_smoothing)
+                  label_smoothing: float = 0.0,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """`weight`: one per class (config: a list, or auto; trainer/class_weights.py)."""
+    return F.cross_entropy(output, target, weight=weight, reduction=reduction,
+                           label_smoothing=label_smoothing)
 
 
-def nll_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.nll_loss(output, target, reduction=reduction)
+def nll_loss(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+    return F.nll_loss(output, target, weight=weight, reduction=reduction)
 
 
 def _same_shape(name: str, output: torch.Tensor, target: torch.Tensor) -> None:

@@ -24,6 +24,7 @@ import torch
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
+from trainer.class_weights import criterion_args, resolved_loss, validate_weight
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.config_io import apply_overrides, command_overrides, load_config_file
@@ -32,6 +33,8 @@ from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
     REQUIRED,
+    SAMPLER_ARGS,
+    SAMPLERS,
     TOP_LEVEL,
     TRAINER_DEFAULTS,
     check_args,
@@ -127,6 +130,9 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
 
 def _validate_data_loader(config: dict) -> None:
     dtype, dargs = section(config, "data_loader")
+    expect(dargs.get("sampler") in SAMPLERS, "data_loader.args.sampler", "balanced or null",
+           dargs.get("sampler"))
+    dargs = {k: v for k, v in dargs.items() if k not in SAMPLER_ARGS}
     check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)
     if "batch_size" in dargs:
@@ -154,6 +160,7 @@ def _validate_optimization(config: dict, resolved: dict) -> None:
     ltype, largs = component_spec(config["loss"], "loss")
     loss = LOSSES.get(ltype, "loss" if isinstance(config["loss"], str) else "loss.type")
     check_args(loss, largs, "loss.args", skip=0 if isinstance(loss, type) else 2)
+    validate_weight(largs)
     if "reduction" in largs and largs["reduction"] not in ("mean", "sum"):
         raise ConfigError("loss.args.reduction: expected 'mean' or 'sum', got "
                           f"{largs['reduction']!r}")
@@ -274,8 +281,13 @@ class ConfigParser:
     def build_data_loader(self, training: bool = True):
         sec = self.config["data_loader"]
         cls = DATA_LOADERS.get(sec["type"], "data_loader.type")
-        return _build("data_loader.args", cls, **_args_of(sec), training=training,
-                      seed=self.config["seed"])
+        args = _args_of(sec)
+        sampler = args.pop("sampler", None)
+        loader = _build("data_loader.args", cls, **args, training=training,
+                        seed=self.config["seed"])
+        if sampler == "balanced" and training:
+            _build("data_loader.args", loader.balance_classes)
+        return loader
 
     def build_model(self) -> torch.nn.Module:
         sec = self.config["arch"]
@@ -283,6 +295,7 @@ class ConfigParser:
 
     def build_criterion(self):
         name, args = component_spec(self.config["loss"], "loss")
+        args = criterion_args(args)
         loss = LOSSES.get(name, "loss")
         if isinstance(loss, type):
             return _build("loss.args", loss, **args)
@@ -322,6 +335,7 @@ class ConfigParser:
             valid_data_loader = data_loader.split_validation()
             # `auto` scheduler arguments follow from the loader; config.json keeps the numbers
             self.config["lr_scheduler"] = resolved_section(self.config, data_loader)
+            self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()
             if stats is not None:

@@ -14,6 +14,7 @@ import torch
 from logger.class_report import write_test_report
 from logger.logger import get_logger, setup_logging
 from model.metric import ConfusionMatrix
+from trainer.class_weights import criterion_to
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
 from trainer.run_folder import RunFolder, create_run_folder
@@ -53,7 +54,8 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     logger.debug(str(parts.model))
     logger.info(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
-    trainer = Trainer(model, parts.criterion, parts.metrics, parts.optimizer, config, device,
+    criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
+    trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
                       parts.data_loader, parts.valid_data_loader, parts.lr_scheduler,
                       run_folder=run)
     if config.checkpoint is not None:
@@ -157,7 +159,8 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
     dist.shard_loaders(data_loader)
     # one pass over the test split: metrics, and the confusion counts of the report
     metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
-    stats = evaluation_stats(model, data_loader, config.build_criterion(), metrics, device,
+    criterion = criterion_to(config.build_criterion(), device)
+    stats = evaluation_stats(model, data_loader, criterion, metrics, device,
                              config.trainer["amp"])
     if not dist.is_main():
         return 0
