@@ -196,3 +196,39 @@ def test_bad_scheduler_settings_are_one_line_errors(save_dir, override, key):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{key}:" in lines[0], lines
     assert not save_dir.exists()
+
+
+# --------------------------------------------------------------- class weights, balanced sampler
+
+WINE = REPO / "config/wine_mlp.yaml"
+
+
+def test_class_weights_auto_follow_the_formula_and_wrong_length_is_an_error(save_dir):
+    from data_loader.data_loaders import SklearnDataLoader
+    from trainer.class_weights import resolved_loss
+
+    loader = SklearnDataLoader("wine", validation_split=0.15, test_split=0.25)
+    labels = loader.dataset.tensors[1][loader.train_indices].tolist()
+    counts = [labels.count(c) for c in range(3)]
+    spec = resolved_loss({"type": "CrossEntropyLoss", "args": {"weight": "auto"}}, loader)
+    assert spec["args"]["weight"] == pytest.approx([len(labels) / (3 * n) for n in counts])
+    r = train("-c", WINE, "loss={type: CrossEntropyLoss, args: {weight: [1, 2]}}",
+              save_dir=save_dir)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "loss.args.weight:" in lines[0], lines
+
+
+def test_balanced_sampler_draws_are_a_function_of_seed_and_epoch():
+    from data_loader.data_loaders import SklearnDataLoader
+
+    def draws(epoch, start=0):
+        loader = SklearnDataLoader("wine", batch_size=16, seed=3)
+        loader.balance_classes()
+        loader.set_epoch(epoch, start)
+        return [b[1].tolist() for b in loader]
+
+    first = draws(2)
+    assert draws(2) == first and draws(3) != first
+    assert draws(2, start=4) == first[4:]  # a mid-epoch resume reads the rest
+    flat = [y for batch in first for y in batch]
+    assert max(flat.count(c) for c in range(3)) - min(flat.count(c) for c in range(3)) < 25
