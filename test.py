@@ -26,6 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict", nargs="?", const="", metavar="INPUT_CSV",
                         help="write predictions instead of metrics: for a CSV file of raw "
                              "features, or for the test split when no file is given")
+    parser.add_argument("--weights", choices=("raw", "ema"),
+                        help="which weights to evaluate: the trained (raw) ones or the moving "
+                             "average kept by trainer.ema (default: the weights the run "
+                             "validated and monitored)")
     return parser.parse_args(argv)
 
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return test(Path(args.resume), Path(args.output) if args.output else None,
-                    args.predict)
+                    args.predict, args.weights)
     except (ConfigError, RunError) as e:
         return report(e)
     finally:

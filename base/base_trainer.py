@@ -104,6 +104,8 @@ class BaseTrainer(ABC):
         self.stop_signal: int | None = None
         self.csv: MetricsCSV | None = None
         self.writer: TensorboardWriter | None = None
+        # averaged weights (EMA, SWA): state() entries in checkpoints, load(ckpt) on resume
+        self.averagers: list = []
 
     @abstractmethod
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -117,8 +119,9 @@ class BaseTrainer(ABC):
 
     @property
     def plain_model(self) -> torch.nn.Module:
-        """The model without a DataParallel / DistributedDataParallel wrapper."""
-        return getattr(self.model, "module", self.model)
+        """The model without a DataParallel / DistributedDataParallel / torch.compile wrapper."""
+        model = getattr(self.model, "module", self.model)
+        return getattr(model, "_orig_mod", model)
 
     def _add_history(self, row: dict) -> None:
         self.history.append(row)
@@ -236,7 +239,7 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------ checkpoints
 
     def _state(self, epoch: int, loss: float) -> dict:
-        return {
+        state = {
             "epoch": epoch,
             "model_state_dict": self.plain_model.state_dict(),
             "optimizer_state_dict": self.optimizer.state_dict(),
@@ -254,6 +257,9 @@ class BaseTrainer(ABC):
             "grad_scaler_state_dict": (self.scaler.state_dict() if self.scaler.is_enabled()
                                        else None),
         }
+        for averager in self.averagers:
+            state.update(averager.state())
+        return state
 
     def _periodic_path(self, epoch: int) -> Path:
         return self.checkpoint_dir / epoch_checkpoint_name(epoch)
@@ -310,6 +316,10 @@ class BaseTrainer(ABC):
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
         if self.scaler.is_enabled() and ckpt.get("grad_scaler_state_dict"):
             self.scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
+        for averager in self.averagers:
+            if not averager.load(ckpt):
+                self.logger.warning(f"warning: the checkpoint holds no {averager.prefix} weights; "
+                                    f"the {averager.prefix} average starts afresh")
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.early_stop_count = ckpt.get("early_stop_count", 0)
         for row in history_rows(ckpt):

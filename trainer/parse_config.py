@@ -24,6 +24,7 @@ import torch
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
+from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -94,6 +95,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     clip = resolved["clip_grad_norm"]
     expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
            "a number >= 0 (0 or null = off)", clip)
+    resolved["ema"] = validate_ema(resolved["ema"])
     monitor = resolved["monitor"]
     expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
            monitor)

@@ -14,6 +14,7 @@ import torch
 from logger.class_report import write_test_report
 from logger.logger import get_logger, setup_logging
 from model.metric import ConfusionMatrix
+from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
@@ -130,10 +131,12 @@ def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
                     f"{run.save_dir} and leaves it untouched")
 
 
-def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None) -> int:
+def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None,
+         weights: str | None = None) -> int:
     """Evaluate `checkpoint` on its config's test split (or write predictions with
     `predict_input`: '' for the test split, else a CSV file); the process exit code.
-    A run folder stands for its model_best.pth."""
+    A run folder stands for its model_best.pth. `weights`: raw, ema or swa (None: the
+    weights the run monitored)."""
     if checkpoint.is_dir() and (checkpoint / BEST_NAME).is_file():
         checkpoint = checkpoint / BEST_NAME
     config = ConfigParser.from_checkpoint(checkpoint)
@@ -143,8 +146,11 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
         raise ConfigError(f"{checkpoint}: data_loader.args.test_split is 0 in the stored config: "
                           "there is no test split to evaluate")
     model = config.build_model()
+    which, state = pick_weights(config.checkpoint, weights, checkpoint)
+    if which != "raw":
+        print(f"weights: {which}")
     try:
-        model.load_state_dict(config.checkpoint["model_state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise ConfigError(f"{checkpoint}: weights do not fit the model "
                           f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None

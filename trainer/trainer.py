@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopTraining
+from trainer.averaging import build_averagers, validation_model
 from trainer.epoch_stats import EpochStats
 from utils import dist
 from utils.errors import ConfigError
@@ -104,6 +105,7 @@ class Trainer(BaseTrainer):
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
         self.autocast = autocast(self.amp, self.device)
         self.steps_before_epoch = 0
+        self.averagers = build_averagers(cfg, self.plain_model)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -137,7 +139,8 @@ class Trainer(BaseTrainer):
         result = stats.merged().result()
         if self.valid_data_loader is not None:
             dist.sync_buffers(self.plain_model)
-            val = evaluate(self.model, self.valid_data_loader, self.criterion, self.metrics,
+            model = validation_model(self.averagers, self.model)
+            val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
                            self.device, self.amp)
             result.update({f"val_{k}": v for k, v in val.items()})
         return result
@@ -173,4 +176,6 @@ class Trainer(BaseTrainer):
             self.scaler.update()
             self._scheduler_step_done(self.steps_before_epoch
                                       + -(-batch_idx // self.accumulate_steps))
+            for averager in self.averagers:
+                averager.after_step(self.plain_model)
         return output, loss

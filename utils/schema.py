@@ -27,6 +27,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "amp": "off",
     "accumulate_steps": 1,
     "clip_grad_norm": 0,
+    "ema": None,
 }
 # optional top-level keys with their defaults
 TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None}

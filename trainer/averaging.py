@@ -1,0 +1,122 @@
+"""Averaged weights: an exponential moving average (trainer.ema) of the model.
+
+The average is torch.optim.swa_utils.AveragedModel with get_ema_multi_avg_fn and
+use_buffers=True, as AveragedModel documents for models with BatchNorm: the
+buffers (running statistics) are averaged with the weights. Its first update
+copies the model (W_0^EMA = W_0); after that, every `every` optimizer steps,
+W^EMA <- decay * W^EMA + (1 - decay) * W.
+
+The trainer (base/base_trainer.py) treats an averager as a piece of state: its
+`state()` entries go into every checkpoint (plain data: the averaged module's
+state_dict and step counters) and `load(ckpt)` restores them exactly, so a
+resumed run, mid-epoch included, continues the same average.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from utils.errors import ConfigError, check_keys
+from utils.schema import expect, is_int, is_number
+
+EMA_DEFAULTS = {"decay": 0.999, "every": 1, "validate": True}
+WEIGHT_KEYS = {"raw": "model_state_dict", "ema": "ema_state_dict", "swa": "swa_state_dict"}
+
+
+def validate_ema(value: Any) -> dict | None:
+    """trainer.ema resolved: None (off) or {decay, every, validate}."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"trainer.ema: expected null (off) or a mapping such as "
+                          f"{{decay: 0.999, every: 1}}, got {value!r}")
+    check_keys(value, EMA_DEFAULTS, "trainer.ema")
+    resolved = {**EMA_DEFAULTS, **value}
+    decay = resolved["decay"]
+    expect(is_number(decay) and 0.0 <= decay <= 1.0, "trainer.ema.decay",
+           "a number in [0, 1] (e.g. 0.999)", decay)
+    expect(is_int(resolved["every"]) and resolved["every"] >= 1, "trainer.ema.every",
+           "a positive integer (optimizer steps between updates)", resolved["every"])
+    expect(isinstance(resolved["validate"], bool), "trainer.ema.validate", "true or false",
+           resolved["validate"])
+    return resolved
+
+
+class EMA:
+    """The moving average of a model's weights and buffers, updated after optimizer steps."""
+
+    prefix = "ema"
+
+    def __init__(self, model: torch.nn.Module, decay: float, every: int = 1,
+                 validate: bool = True):
+        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                      use_buffers=True)
+        self.averaged.eval()
+        self.every, self.validate = every, validate
+        self.steps = 0  # optimizer steps seen (updates happen every `every` of them)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The averaged model, the same class as the trained one."""
+        return self.averaged.module
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        """Called after each optimizer step with the plain (unwrapped) model."""
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self.averaged.update_parameters(model)
+
+    def state(self) -> dict:
+        """Checkpoint entries: `ema_state_dict` (loads into the plain model class) and
+        `ema_steps` (optimizer steps seen, updates made)."""
+        return {f"{self.prefix}_state_dict": self.module.state_dict(),
+                f"{self.prefix}_steps": {"optimizer_steps": self.steps,
+                                         "n_averaged": int(self.averaged.n_averaged)}}
+
+    def load(self, ckpt: dict) -> bool:
+        """Restore from a checkpoint; False when it holds no such average (it starts afresh)."""
+        weights = ckpt.get(f"{self.prefix}_state_dict")
+        steps = ckpt.get(f"{self.prefix}_steps")
+        if weights is None or steps is None:
+            return False
+        self.module.load_state_dict(weights)
+        self.averaged.n_averaged.fill_(int(steps["n_averaged"]))
+        self.steps = int(steps["optimizer_steps"])
+        return True
+
+
+def build_averagers(trainer_cfg: dict, model: torch.nn.Module) -> list:
+    """The averagers trainer_cfg asks for, around the plain `model` (on its device)."""
+    averagers = []
+    if trainer_cfg.get("ema"):
+        averagers.append(EMA(model, **trainer_cfg["ema"]))
+    return averagers
+
+
+def validation_model(averagers: list, model: torch.nn.Module) -> torch.nn.Module:
+    """The model validation and monitoring use: the EMA's when it says `validate`."""
+    for averager in averagers:
+        if getattr(averager, "validate", False):
+            return averager.module
+    return model
+
+
+def monitored_weights(config: dict) -> str:
+    """Which weights a run validated and monitored: 'ema' or 'raw' (test.py's default)."""
+    ema = config.get("trainer", {}).get("ema")
+    return "ema" if ema and ema.get("validate", True) else "raw"
+
+
+def pick_weights(ckpt: dict, which: str | None, path: Any) -> tuple[str, dict]:
+    """(name, state_dict) of the checkpoint's raw, ema or swa weights (None: the monitored)."""
+    which = which or monitored_weights(ckpt["config"])
+    state = ckpt.get(WEIGHT_KEYS[which])
+    if state is None:
+        raise ConfigError(f"{path}: --weights {which}: the checkpoint holds no {which} weights "
+                          f"(the run had trainer.{which} off)")
+    return which, state
