@@ -33,7 +33,7 @@ def shown_metrics(row: dict, monitor: str | None) -> list[str]:
 
 def epoch_line(row: dict, epochs: int, monitor: str | None = None,
                saved: tuple[str, ...] = ()) -> str:
-    """'epoch 3/30  loss 0.5313  val_loss 0.4421  val_accuracy 0.905  lr 0.001  0.07s  saved best'
+    """'epoch 3/30  loss 0.5313  val_loss 0.4421  val_accuracy 0.905  lr 0.001  0.07s  [best]'
 
     `saved` names what was written after the epoch ('ckpt', 'best'). Metrics that do not fit
     in MAX_WIDTH are left out, the least important first (metrics.csv has them all)."""
@@ -41,7 +41,7 @@ def epoch_line(row: dict, epochs: int, monitor: str | None = None,
     head = f"epoch {row['epoch']}/{epochs}"
     tail = [f"lr {fmt(row['lr'])}", f"{row['seconds']:.2f}s"]
     if saved:
-        tail.append("saved " + "+".join(saved))
+        tail.append("[" + "+".join(saved) + "]")
     while True:
         middle = [f"{k} {fmt(row[k])}" for k in keys]
         line = SEP.join([head, *middle, *tail])

@@ -35,11 +35,12 @@ def test_default_run_prints_one_short_line_per_epoch(default_run):
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == [f"{e}/30" for e in range(1, 31)]
     assert all(len(line) <= MAX_WIDTH for line in lines), max(lines, key=len)
+    assert all("val_top_k_acc" in line for line in epochs)  # every metric fits, every epoch
     assert "MLP(" not in "\n".join(lines)  # no model repr; the summary table only at verbosity 2
     assert not any(line.startswith("Model summary") for line in lines)
     assert not any("saved saved/" in line for line in lines)
     # the checkpoint note is folded into the epoch line: epoch 10 wrote checkpoint-epoch10.pth
-    assert "saved ckpt" in epochs[9] and "saved ckpt" not in epochs[8]
+    assert epochs[9].endswith("[ckpt+best]") and "ckpt" not in epochs[8]
     assert len(lines) <= 30 + 4  # run folder, logs, 30 epochs, evaluate, train longer
     fields = dict(zip(epochs[0].split()[2::2], epochs[0].split()[3::2]))
     assert {"loss", "val_loss", "val_accuracy", "lr"} <= set(fields)
@@ -76,4 +77,4 @@ def test_epoch_line_leaves_out_what_does_not_fit():
     line = epoch_line(row, 100, "val_metric_number_8", ("ckpt", "best"))
     assert len(line) <= MAX_WIDTH
     assert line.startswith("epoch 7/100  loss 0.1235  val_metric_number_8 0.5  val_metric_number_0")
-    assert line.endswith("lr 0.001  1.50s  saved ckpt+best")
+    assert line.endswith("lr 0.001  1.50s  [ckpt+best]")
