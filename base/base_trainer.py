@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from logger.console import epoch_line, resume_hint
 from logger.logger import get_logger
 from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
 from utils import dist
@@ -213,8 +214,6 @@ class BaseTrainer(ABC):
                 self.csv.write(row)
             self.writer.write(row, epoch)
             self.writer.histograms(self.plain_model, epoch)
-            self.logger.info("    ".join(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}"
-                                         for k, v in row.items()))
 
             improved = self._improved(row)
             if improved:
@@ -226,6 +225,8 @@ class BaseTrainer(ABC):
             periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop
             if periodic or improved:
                 self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
+            saved = ("ckpt",) * periodic + ("best",) * improved
+            self.logger.info(epoch_line(row, self.epochs, self.mnt_metric, saved))
             if stop:
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
@@ -272,10 +273,6 @@ class BaseTrainer(ABC):
         paths = ([self._periodic_path(epoch)] if periodic else []) + \
             ([self.checkpoint_dir / BEST_NAME] if best else [])
         save_atomic(self._state(epoch, row["loss"]), *paths)
-        for path in paths:
-            self.logger.debug(f"saved {path}")
-        if best:
-            self.logger.debug(f"best {self.mnt_metric} so far: {row[self.mnt_metric]:.6g}")
         if periodic:
             (self.checkpoint_dir / INTERRUPT_NAME).unlink(missing_ok=True)
             self._prune_checkpoints()
@@ -297,8 +294,9 @@ class BaseTrainer(ABC):
         if not self.is_main:
             return path
         save_atomic(state, path)
+        hint = resume_hint(dist.launch_command(), path)
         self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches; "
-                            f"saved {path}\nresume with: {dist.launch_command()} -r {path}")
+                            f"saved {path}\nresume with: {hint}")
         return path
 
     def resume_from(self, ckpt: dict, finetune: bool = False) -> None:

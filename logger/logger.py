@@ -8,6 +8,7 @@ from pathlib import Path
 
 LOGGER_NAME = "train"
 LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+FILE_ONLY = {"file_only": True}  # logger.debug(msg, extra=FILE_ONLY): info.log, not the console
 
 
 def get_logger(name: str = "") -> logging.Logger:
@@ -28,6 +29,7 @@ def setup_logging(verbosity: int = 2, log_file: Path | None = None) -> logging.L
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(LEVELS.get(verbosity, logging.DEBUG))
     console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     logger.addHandler(console)
     if log_file is not None:
         file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")

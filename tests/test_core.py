@@ -30,7 +30,8 @@ def test_main_job_outputs_and_test_accuracy(digits_run):
     for f in ["config.json", "model_best.pth", "checkpoint-epoch10.pth", "checkpoint-epoch20.pth",
               "checkpoint-epoch30.pth"]:
         assert (digits_run / f).is_file(), f
-    assert (log_dir / "info.log").read_text().count("epoch: ") >= 30
+    info = (log_dir / "info.log").read_text()
+    assert all(f"epoch {e}/30 " in info for e in range(1, 31))
     rows = read_csv(log_dir / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "top_k_acc", "val_loss", "val_accuracy",

@@ -149,8 +149,8 @@ def test_ddp_run_writes_one_set_of_outputs(ddp_run):
     assert [int(r["epoch"]) for r in read_csv(log_dir / "metrics.csv")] == [1, 2, 3]
     info = (log_dir / "info.log").read_text()
     assert "DistributedDataParallel: 2 processes (gloo)" in info
-    assert info.count("epoch: 2 ") == 1
-    assert result.stdout.count("epoch: 2 ") == 1  # rank 1 prints no epoch lines
+    assert info.count("epoch 2/3 ") == 1
+    assert result.stdout.count("epoch 2/3 ") == 1  # rank 1 prints no epoch lines
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoint-epoch1.pth", "checkpoint-epoch2.pth", "checkpoint-epoch3.pth", "config.json",
         "model_best.pth"]

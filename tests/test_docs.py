@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ENV, REPO
+from conftest import ENV, REPO, copy_checkout
 
 MARKER = "<!-- runnable -->"
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -44,15 +43,7 @@ COMMANDS = [(page.relative_to(REPO).as_posix(), c) for page in PAGES
 
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory) -> Path:
-    """The tracked (and untracked, not ignored) files of the checkout, outputs excluded."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    copy = tmp_path_factory.mktemp("repo")
-    for name in files:
-        if (REPO / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, copy / name)
-    return copy
+    return copy_checkout(tmp_path_factory.mktemp("repo"))
 
 
 def test_some_commands_are_marked_runnable():

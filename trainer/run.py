@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from logger.class_report import write_test_report
-from logger.logger import get_logger, setup_logging
+from logger.console import next_commands
+from logger.logger import FILE_ONLY, get_logger, setup_logging
 from model.metric import ConfusionMatrix
 from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
@@ -22,7 +23,7 @@ from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp, evaluation_stats
 from utils import dist
-from utils.checkpoint import BEST_NAME
+from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
 from utils.errors import ConfigError
 from utils.files import write_json
 
@@ -52,8 +53,8 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
 
     run = open_run_folder(config, run_file)
     note_kept_outputs(parts.metrics)
-    logger.debug(str(parts.model))
-    logger.info(str(summary))
+    logger.debug(str(parts.model), extra=FILE_ONLY)
+    logger.debug(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
@@ -63,7 +64,11 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         resume(trainer, config, run)
     trainer.train()
     dist.barrier()  # every rank is done before any tears the process group down
-    get_logger().info(f"done: checkpoints in {run.save_dir}")
+    best = run.save_dir / BEST_NAME
+    for line in next_commands(best if best.is_file() else None,
+                              latest_epoch_checkpoint(run.save_dir), config.trainer["epochs"],
+                              dist.launch_command()):
+        get_logger().info(line)
     return 0
 
 
@@ -95,7 +100,8 @@ def open_run_folder(config: ConfigParser, run_file: Path | None) -> RunFolder:
     logger = setup_logging(config.trainer["verbosity"],
                            run.log_dir / "info.log" if dist.is_main() else None)
     dist.quiet_unless_main(logger)
-    logger.info(f"run {run.run_id}: models in {run.save_dir}, logs in {run.log_dir}")
+    logger.info(f"run folder: {run.save_dir}")
+    logger.info(f"logs:       {run.log_dir}")
     if run_file is not None and dist.is_main():
         write_json(run.as_dict(), run_file)
     return run

@@ -18,7 +18,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "epochs": None,
     "save_dir": "saved/",
     "save_period": 1,
-    "verbosity": 2,
+    "verbosity": 1,
     "monitor": "off",
     "early_stop": 0,
     "tensorboard": False,

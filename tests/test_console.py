@@ -1,0 +1,80 @@
+"""What a person sees: the console of a default run, and the commands it ends with, pasted."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ENV, copy_checkout, read_json
+
+from logger.console import MAX_WIDTH, epoch_line
+
+
+def run_as_printed(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A command line printed for a person, run as a shell would ('python' = this Python)."""
+    argv = shlex.split(command)
+    assert argv[0] == "python", command
+    return subprocess.run([sys.executable, *argv[1:]], cwd=cwd, capture_output=True, text=True,
+                          env=ENV, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """`python train.py -c config/digits_mlp.json` in a copy of the checkout: (copy, lines)."""
+    repo = copy_checkout(tmp_path_factory.mktemp("repo"))
+    r = run_as_printed("python train.py -c config/digits_mlp.json", repo)
+    assert r.returncode == 0, r.stderr
+    return repo, r.stdout.splitlines()
+
+
+def test_default_run_prints_one_short_line_per_epoch(default_run):
+    _, lines = default_run
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == [f"{e}/30" for e in range(1, 31)]
+    assert all(len(line) <= MAX_WIDTH for line in lines), max(lines, key=len)
+    assert all("val_top_k_acc" in line for line in epochs)  # every metric fits, every epoch
+    assert "MLP(" not in "\n".join(lines)  # no model repr; the summary table only at verbosity 2
+    assert not any(line.startswith("Model summary") for line in lines)
+    assert not any("saved saved/" in line for line in lines)
+    # the checkpoint note is folded into the epoch line: epoch 10 wrote checkpoint-epoch10.pth
+    assert epochs[9].endswith("[ckpt+best]") and "ckpt" not in epochs[8]
+    assert len(lines) <= 30 + 4  # run folder, logs, 30 epochs, evaluate, train longer
+    fields = dict(zip(epochs[0].split()[2::2], epochs[0].split()[3::2]))
+    assert {"loss", "val_loss", "val_accuracy", "lr"} <= set(fields)
+    assert "accuracy" not in fields  # training metrics stay in metrics.csv
+    numbers = [fields[k] for k in ("loss", "val_loss", "val_accuracy", "lr")]
+    assert all(len(v.replace(".", "").lstrip("0")) <= 4 for v in numbers), numbers
+
+
+def test_the_final_commands_work_when_pasted(default_run):
+    repo, lines = default_run
+    evaluate = next(line for line in lines if line.startswith("evaluate:"))
+    longer = next(line for line in lines if line.startswith("train longer:"))
+    assert lines[-2:] == [evaluate, longer]
+    test_cmd = evaluate.split(":", 1)[1].strip()
+    assert test_cmd.startswith("python test.py -r saved/models/digits_mlp/")
+    assert test_cmd.endswith("/model_best.pth")
+    r = run_as_printed(test_cmd, repo)
+    assert r.returncode == 0, r.stderr
+    run_dir = repo / shlex.split(test_cmd)[-1].rsplit("/", 1)[0]
+    assert read_json(run_dir / "test_metrics.json")["accuracy"] > 0.9
+
+    resume_cmd = longer.split(":", 1)[1].strip()
+    assert resume_cmd == f"python train.py -r {run_dir.relative_to(repo)}/checkpoint-epoch30.pth" \
+                         " trainer.epochs=60"
+    r = run_as_printed(resume_cmd, repo)
+    assert r.returncode == 0, r.stderr
+    assert "epoch 31/60 " in r.stdout
+    assert "nothing to train" not in r.stdout
+
+
+def test_epoch_line_leaves_out_what_does_not_fit():
+    row = {"epoch": 7, "loss": 0.123456, **{f"val_metric_number_{i}": 0.5 for i in range(9)},
+           "lr": 0.001, "seconds": 1.5}
+    line = epoch_line(row, 100, "val_metric_number_8", ("ckpt", "best"))
+    assert len(line) <= MAX_WIDTH
+    assert line.startswith("epoch 7/100  loss 0.1235  val_metric_number_8 0.5  val_metric_number_0")
+    assert line.endswith("lr 0.001  1.50s  [ckpt+best]")
