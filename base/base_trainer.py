@@ -33,6 +33,7 @@ from utils.checkpoint import (
     restore_rng_state,
     save_atomic,
 )
+from utils.data_order import data_order
 from utils.errors import ConfigError
 from utils.schema import parse_monitor
 from utils.signals import exit_code, signal_name, stop_signals_handled
@@ -257,6 +258,9 @@ class BaseTrainer(ABC):
             "partial_epoch": None,
             "grad_scaler_state_dict": (self.scaler.state_dict() if self.scaler.is_enabled()
                                        else None),
+            "data_order": data_order(self.data_loader, self.config["seed"],
+                                     self.config.trainer["accumulate_steps"],
+                                     dist.get_world_size()),
         }
         for averager in self.averagers:
             state.update(averager.state())
@@ -323,13 +327,7 @@ class BaseTrainer(ABC):
         for row in history_rows(ckpt):
             self._add_history(row)
         partial = ckpt.get("partial_epoch")
-        if partial:
-            world = partial.get("world_size", 1)
-            if world != dist.get_world_size():
-                raise ConfigError(
-                    f"{self.config.resume}: taken mid-epoch with {world} process(es); resume it "
-                    f"with the same number (now {dist.get_world_size()}), e.g. torchrun "
-                    f"--nproc_per_node={world} train.py -r ...")
+        if partial:  # its data order was checked up front (trainer/resume_checks.py)
             self.start_batch = partial["batches_done"]
             self.epoch_lr = partial.get("lr")
             # the stats of every rank's batches so far, merged: rank 0 carries them on

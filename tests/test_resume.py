@@ -235,7 +235,9 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path):
 def test_stale_temporary_files_do_not_break_resume(tmp_path):
     r = train("-c", DIGITS, "trainer.epochs=1", save_dir=tmp_path)
     run = only_run(tmp_path, "digits_mlp")
-    (run / ".checkpoint-epoch2.pth.abc.tmp").write_bytes(b"partial")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # a writer that died
+    (run / f".checkpoint-epoch2.pth.{dead}-abc.tmp").write_bytes(b"partial")
     r = train("-r", run / "checkpoint-epoch1.pth", "trainer.epochs=2", save_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     assert load(run / "checkpoint-epoch2.pth")["epoch"] == 2

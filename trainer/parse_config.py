@@ -49,6 +49,9 @@ from utils.schema import (
     torch_class,
 )
 
+INT64 = 2**63  # seeds and sizes go into torch's int64
+
+
 # ---------------------------------------------------------------- validation
 
 def has_validation(config: dict) -> bool:
@@ -60,6 +63,16 @@ def has_validation(config: dict) -> bool:
         param = inspect.signature(DATA_LOADERS.get(dtype)).parameters.get("validation_split")
         split = param.default if param is not None and param.default is not param.empty else 0
     return is_number(split) and split > 0
+
+
+def _check_save_dir(save_dir: str) -> None:
+    """ConfigError when save_dir, or a folder above it, exists as something else than a folder."""
+    path = Path(save_dir)
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"trainer.save_dir: {folder} is a file, not a folder")
+            return
 
 
 def _validate_trainer(trainer: Any, config: dict) -> dict:
@@ -86,6 +99,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
            resolved["histogram_period"])
     expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
            "a folder path", resolved["save_dir"])
+    _check_save_dir(resolved["save_dir"])
     for key in ("amp", "monitor"):
         if resolved[key] is False:  # YAML reads a bare `off` as false
             resolved[key] = "off"
@@ -122,8 +136,8 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
     expect(isinstance(name, str) and name.strip() != "" and "/" not in name and name not in
            (".", ".."), "name", "a non-empty name without '/'", name)
     resolved.setdefault("seed", 0)
-    expect(is_int(resolved["seed"]) and resolved["seed"] >= 0, "seed", "an integer >= 0",
-           resolved["seed"])
+    expect(is_int(resolved["seed"]) and 0 <= resolved["seed"] < INT64, "seed",
+           "an integer >= 0 and below 2**63", resolved["seed"])
     resolved.setdefault("n_gpu", 0)
     expect(is_int(resolved["n_gpu"]) and resolved["n_gpu"] >= 0, "n_gpu", "an integer >= 0",
            resolved["n_gpu"])
@@ -138,8 +152,9 @@ def _validate_data_loader(config: dict) -> None:
     check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)
     if "batch_size" in dargs:
-        expect(is_int(dargs["batch_size"]) and dargs["batch_size"] >= 1,
-               "data_loader.args.batch_size", "a positive integer", dargs["batch_size"])
+        expect(is_int(dargs["batch_size"]) and 1 <= dargs["batch_size"] < INT64,
+               "data_loader.args.batch_size", "a positive integer below 2**63",
+               dargs["batch_size"])
     if "num_workers" in dargs:
         expect(is_int(dargs["num_workers"]) and dargs["num_workers"] >= 0,
                "data_loader.args.num_workers", "an integer >= 0", dargs["num_workers"])

@@ -11,7 +11,8 @@ from pathlib import Path
 from trainer.parse_config import ConfigParser
 from utils.checkpoint import epoch_checkpoints
 from utils.errors import RunError
-from utils.files import write_json
+from utils.files import remove_stale_temporaries, write_json
+from utils.run_lock import lock_run_folder, unlock_run_folder
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,18 @@ class RunFolder:
         return {"run_id": self.run_id, "run_dir": str(self.save_dir), "log_dir": str(self.log_dir)}
 
 
+def own_run_dir(config: ConfigParser) -> Path | None:
+    """The resumed checkpoint's folder when it is a run folder of this run's save_dir and
+    name and the resume is exact (not a fine-tune): the folder output may go on in."""
+    if config.resume is None or config.finetune:
+        return None
+    run_dir = config.resume.parent
+    save_dir = Path(config.trainer["save_dir"]).resolve()
+    if run_dir.resolve().parent != save_dir / "models" / config["name"]:
+        return None
+    return run_dir
+
+
 def resumable_run_dir(config: ConfigParser) -> Path | None:
     """The resumed checkpoint's run folder, when output may go on there.
 
@@ -32,11 +45,8 @@ def resumable_run_dir(config: ConfigParser) -> Path | None:
     that holds nothing newer than it: resuming from an earlier checkpoint
     of a run that went on gets a new folder, so no run's files are lost.
     """
-    if config.resume is None or config.finetune:
-        return None
-    run_dir = config.resume.parent
-    save_dir = Path(config.trainer["save_dir"]).resolve()
-    if run_dir.resolve().parent != save_dir / "models" / config["name"]:
+    run_dir = own_run_dir(config)
+    if run_dir is None:
         return None
     epoch = config.checkpoint["epoch"]
     if any(n > epoch for n, _ in epoch_checkpoints(run_dir)):
@@ -56,11 +66,15 @@ def create_run_folder(config: ConfigParser) -> RunFolder:
 def _create(config: ConfigParser) -> RunFolder:
     root = Path(config.trainer["save_dir"])
     name = config["name"]
+    own = own_run_dir(config)
+    if own is not None:  # the one writer: taken before the folder's contents are looked at
+        lock_run_folder(own)
     reuse = resumable_run_dir(config)
+    if own is not None and reuse is None:
+        unlock_run_folder(own)
     if reuse is not None:
         run_id, save_dir = reuse.name, reuse
-        for stale in reuse.glob(".*.tmp"):  # left by a save that was killed mid-write
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(reuse)  # left by a save that was killed mid-write
     else:
         stamp = datetime.now().strftime("%m%d_%H%M%S")
         while True:  # unique even for runs started in the same second
@@ -68,6 +82,7 @@ def _create(config: ConfigParser) -> RunFolder:
             save_dir = root / "models" / name / run_id
             try:
                 save_dir.mkdir(parents=True, exist_ok=False)
+                lock_run_folder(save_dir)
                 break
             except FileExistsError:
                 continue

@@ -5,11 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from utils.errors import RunError
+
+TMP_SUFFIX = ".tmp"  # temporary files: .<name>.<pid>-<random>.tmp, the writer's PID inside
+_TMP_NAME = re.compile(r"\..+\.(\d+)-[^.]+\.tmp")
 
 
 def write_atomic(data: bytes | memoryview | str, path: Path) -> None:
@@ -20,7 +24,8 @@ def write_atomic(data: bytes | memoryview | str, path: Path) -> None:
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TMP_SUFFIX,
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; files follow the umask
         with os.fdopen(fd, "wb") as f:
@@ -32,6 +37,25 @@ def write_atomic(data: bytes | memoryview | str, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files in `folder` left by writers that died mid-write (their PID
+    is no longer running, or is this process's own). A living process's are never touched."""
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        m = _TMP_NAME.fullmatch(tmp.name)
+        if m and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1)))):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not a PID): leave its files alone
+    return True
 
 
 @functools.cache
