@@ -29,6 +29,7 @@ from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean, unknown_name
 from utils.schema import (
     AMP_MODES,
+    FOLD_ARGS,
     INJECTED_LOADER_ARGS,
     REQUIRED,
     TOP_LEVEL,
@@ -62,6 +63,8 @@ def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str)
 def has_validation(config: dict) -> bool:
     """Whether the config's data loader holds out a validation split."""
     dtype, args = section(config, "data_loader")
+    if args.get("folds") is not None:  # k-fold: one fold validates
+        return True
     if "validation_split" in args:
         split = args["validation_split"]
     else:
@@ -137,8 +140,24 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
     return warnings
 
 
+def _validate_folds(dargs: dict) -> None:
+    """data_loader.args.folds (K >= 2, or null) and fold (0..K-1, needed with folds)."""
+    folds, fold = dargs.get("folds"), dargs.get("fold")
+    if folds is None:
+        if fold is not None:
+            raise ConfigError("data_loader.args.fold: needs data_loader.args.folds (the number "
+                              "of folds)")
+        return
+    expect(is_int(folds) and folds >= 2, "data_loader.args.folds", "an integer >= 2 (or null)",
+           folds)
+    expect(fold is None or (is_int(fold) and 0 <= fold < folds), "data_loader.args.fold",
+           f"an integer from 0 to {folds - 1}", fold)  # None: train.py runs every fold
+
+
 def _validate_data_loader(config: dict) -> None:
     dtype, dargs = section(config, "data_loader")
+    _validate_folds(dargs)
+    dargs = {k: v for k, v in dargs.items() if k not in FOLD_ARGS}
     check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)
     if "batch_size" in dargs:
@@ -289,8 +308,20 @@ class ConfigParser:
     def build_data_loader(self, training: bool = True):
         sec = self.config["data_loader"]
         cls = DATA_LOADERS.get(sec["type"], "data_loader.type")
-        return _build("data_loader.args", cls, **_args_of(sec), training=training,
-                      seed=self.config["seed"])
+        args = _args_of(sec)
+        folds, fold = args.pop("folds", None), args.pop("fold", None)
+        loader = _build("data_loader.args", cls, **args, training=training,
+                        seed=self.config["seed"])
+        if folds is not None:
+            if fold is None:
+                raise ConfigError(f"data_loader.args.fold: required with folds: {folds} (0 to "
+                                  f"{folds - 1}); to train every fold: train.py -c CONFIG "
+                                  f"--folds {folds}")
+            if not callable(getattr(loader, "select_fold", None)):
+                raise ConfigError(f"data_loader.args.folds: {sec['type']} is no BaseDataLoader, "
+                                  "so it cannot split folds")
+            _build("data_loader.args", loader.select_fold, folds, fold)
+        return loader
 
     def build_model(self) -> torch.nn.Module:
         sec = self.config["arch"]

@@ -36,6 +36,8 @@ TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss"
 REQUIRED = ("name", "arch", "data_loader", "optimizer", "loss", "trainer")
 # data loader arguments the training code passes itself
 INJECTED_LOADER_ARGS = ("training", "seed")
+# data loader arguments of every loader, applied by the builder (k-fold cross-validation)
+FOLD_ARGS = ("folds", "fold")
 
 
 def is_int(value: Any) -> bool:
