@@ -1,5 +1,8 @@
 """Evaluate a checkpoint on the held-out test split:  python test.py -r <checkpoint>
 
+A folds or repeat sweep folder (saved/sweeps/<name>/<sweep_id>) evaluates every
+trial's best model: mean ± std and, for classification, their ensemble (sweep/fold_test.py).
+
 Everything (data, model, loss, metrics) is rebuilt from the checkpoint's config;
 the metrics are printed and written as JSON (test_metrics.json beside the
 checkpoint unless --output is given).
@@ -17,7 +20,9 @@ from utils.errors import missing_dependency  # standard library only: no torch y
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the test split.")
-    parser.add_argument("-r", "--resume", required=True, help="checkpoint to evaluate")
+    parser.add_argument("-r", "--resume", required=True,
+                        help="checkpoint to evaluate (or a folds/repeat sweep folder: every "
+                             "trial's best model, mean ± std, and their ensemble)")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES")
     parser.add_argument("--output", help="where to write the metrics JSON "
                                          "(default: test_metrics.json beside the checkpoint), "
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
     try:  # the one deferred block: --help and usage errors stay light
+        from sweep.fold_test import is_sweep_folder, test_sweep
         from trainer.run import test
         from utils import dist
         from utils.errors import ConfigError, RunError, report
@@ -45,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return missing_dependency(e)
 
     try:
+        if is_sweep_folder(Path(args.resume)):  # folds or repeats: every trial's best model
+            if args.predict is not None:
+                raise ConfigError("--predict takes one checkpoint, not a sweep folder")
+            return test_sweep(Path(args.resume), Path(args.output) if args.output else None)
         return test(Path(args.resume), Path(args.output) if args.output else None,
                     args.predict, args.weights)
     except (ConfigError, RunError) as e:

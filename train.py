@@ -29,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validate and build everything, print the model and config, exit")
     parser.add_argument("-m", "--multirun", action="store_true",
                         help="sweep: KEY=a,b,c overrides list choices; runs every combination")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="k-fold cross-validation as a sweep: one run per fold of the "
+                             "training part (the test split stays held out)")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help="repeat as a sweep with seeds seed..seed+N-1")
     parser.add_argument("--jobs", type=int, help="sweep: trials run at once (default 1)")
     parser.add_argument("--test", action="store_true",
                         help="sweep: evaluate each trial on the test split after training")

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 import torch
+from sklearn.model_selection import KFold, StratifiedKFold
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 
@@ -130,6 +131,38 @@ def split_indices(n: int, validation_split, test_split, split_seed: int = 0):
     return train.sort().values, valid.sort().values, test.sort().values
 
 
+def fold_indices(pool: torch.Tensor, labels: torch.Tensor | None, folds: int, fold: int,
+                 split_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, valid) of k-fold cross-validation over `pool` (the samples outside the test
+    split): fold `fold` of `folds` is the validation part, the others train.
+
+    Stratified by class when `labels` (one int64 label per pool sample) is given, plain
+    k-fold otherwise (regression); shuffled, a pure function of `split_seed`.
+    """
+    if not 2 <= folds <= len(pool):
+        raise ArgError("folds", f"expected 2 to {len(pool)} (the samples outside the test "
+                                f"split), got {folds}")
+    if labels is not None and int(torch.bincount(labels).max()) >= folds:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=split_seed)
+        parts = splitter.split(pool.numpy(), labels.numpy())
+    else:  # regression, or fewer samples than folds in every class
+        parts = KFold(folds, shuffle=True, random_state=split_seed).split(pool.numpy())
+    train, valid = list(parts)[fold]
+    return pool[torch.as_tensor(train)].sort().values, pool[torch.as_tensor(valid)].sort().values
+
+
+def class_labels(dataset, indices: torch.Tensor) -> torch.Tensor | None:
+    """The class label of each sample in `indices` when the dataset keeps its targets as an
+    int64 vector (`tensors[1]`, classification); None otherwise."""
+    tensors = getattr(dataset, "tensors", None)
+    if not tensors or len(tensors) < 2:
+        return None
+    y = tensors[-1]
+    if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(dataset) or bool((y < 0).any()):
+        return None
+    return y[indices]
+
+
 class IndexedLoader(DataLoader):
     """A DataLoader over a subset of `dataset`, in (seed, epoch)-determined order."""
 
@@ -188,6 +221,7 @@ class BaseDataLoader(IndexedLoader):
         self.training = training
         self.train_indices, self.valid_indices, self.test_indices = train_idx, valid_idx, test_idx
         self.standardize = standardize
+        self.split_seed = split_seed
         self.eval_batch_size = batch_size
         if training:
             super().__init__(dataset, train_idx, batch_size, shuffle, num_workers, collate_fn, seed,
@@ -195,6 +229,18 @@ class BaseDataLoader(IndexedLoader):
         else:
             super().__init__(dataset, test_idx, batch_size, False, num_workers, collate_fn, seed,
                              even=False, pin_memory=pin_memory)
+
+    def select_fold(self, folds: int, fold: int) -> None:
+        """k-fold cross-validation: the samples outside the test split (training and
+        validation together) in `folds` folds; fold `fold` validates, the rest train.
+        The test split is untouched."""
+        pool = torch.cat([self.train_indices, self.valid_indices]).sort().values
+        train, valid = fold_indices(pool, class_labels(self.dataset, pool), folds, fold,
+                                    self.split_seed)
+        self.train_indices, self.valid_indices = train, valid
+        if self.training:
+            self.indices = self.batch_sampler.indices = train
+            self.n_samples = len(train)
 
     def split_validation(self) -> IndexedLoader | None:
         """A loader over the validation split, or None when there is none."""

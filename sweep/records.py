@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.definition import Sweep, describe
+from sweep.replicates import group_table, replicate_labels
 from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, latest_epoch_checkpoint
 from utils.files import read_json, write_json, write_output
 
@@ -83,6 +84,8 @@ def best_checkpoint(run_dir: str | Path | None) -> Path | None:
 
 # ---------------------------------------------------------------- the metric of a trial
 
+NOT_METRICS = ("epoch", "lr", "seconds")  # metrics.csv columns that are no metric
+
 
 def read_metrics(log_dir: str | Path | None) -> list[dict]:
     """The complete rows of a run's metrics.csv (it may be growing)."""
@@ -119,8 +122,12 @@ def add_best(record: dict, sweep: Sweep) -> dict:
         value = (record.get("test") or {}).get(name[len("test_"):])
         record.update(best=value, best_epoch=None)
     else:
-        record["best"], record["best_epoch"] = best_of(read_metrics(record.get("log_dir")),
-                                                       name, mode)
+        rows = read_metrics(record.get("log_dir"))
+        record["best"], record["best_epoch"] = best_of(rows, name, mode)
+        at = [r for r in rows if record["best_epoch"] is not None
+              and int(r.get("epoch", -1)) == record["best_epoch"]]
+        record["at_best"] = {k: v for k, v in at[-1].items() if k not in NOT_METRICS} \
+            if at else {}
     return record
 
 
@@ -159,30 +166,70 @@ def summary_table(sweep: Sweep, rows: list[dict]) -> tuple[list[str], list[list[
     """The summary's header and rows: rank, trial, status, the swept values, the metric..."""
     labels = list(dict.fromkeys(k for r in rows for k in (r.get("params") or {})))
     tests = list(dict.fromkeys(k for r in rows for k in (r.get("test") or {})))
+    # folds and repeats: every metric at the best epoch too
+    at_best = list(dict.fromkeys(k for r in rows for k in (r.get("at_best") or {}))) \
+        if replicate_labels(labels) else []
     header = ["rank", "trial", "status", *labels, f"best_{sweep.metric_name}", "best_epoch",
-              *[f"test_{k}" for k in tests], "seconds", "run_dir", "error"]
+              *at_best, *[f"test_{k}" for k in tests], "seconds", "run_dir", "error"]
     table = []
     for r in rows:
-        params, test = r.get("params") or {}, r.get("test") or {}
+        params, test, best = r.get("params") or {}, r.get("test") or {}, r.get("at_best") or {}
         table.append([r.get("rank"), r["trial"], r.get("status"), *[params.get(k) for k in labels],
-                      r.get("best"), r.get("best_epoch"), *[test.get(k) for k in tests],
-                      r.get("seconds"), r.get("run_dir"), r.get("error") or None])
+                      r.get("best"), r.get("best_epoch"), *[best.get(k) for k in at_best],
+                      *[test.get(k) for k in tests], r.get("seconds"), r.get("run_dir"),
+                      r.get("error") or None])
     return header, table
+
+
+def value_columns(header: list[str], labels: list[str]) -> list[str]:
+    """The summary's columns that a group averages: the metric, at-best metrics, tests."""
+    skip = {"rank", "trial", "status", "best_epoch", "seconds", "run_dir", "error", *labels}
+    return [h for h in header if h not in skip]
+
+
+def write_csv(header: list[str], table: list[list], path: Path) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else (json.dumps(v) if isinstance(v, list | dict) else v)
+                       for v in row] for row in table])
+    write_output(out.getvalue(), path)
 
 
 def write_summary(sweep: Sweep, rows: list[dict]) -> str:
     """summary.csv and summary.md in the sweep folder; returns the Markdown."""
     rows = rank_rows(rows, sweep.metric_mode)
     header, table = summary_table(sweep, rows)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([["" if v is None else (json.dumps(v) if isinstance(v, list | dict) else v)
-                       for v in row] for row in table])
-    write_output(out.getvalue(), sweep.folder / "summary.csv")
+    write_csv(header, table, sweep.folder / "summary.csv")
     markdown = summary_markdown(sweep, rows, header, table)
+    labels = header[3:header.index(f"best_{sweep.metric_name}")]
+    if replicate_labels(labels):
+        markdown += groups_markdown(sweep, header, table, labels)
     write_output(markdown, sweep.folder / "summary.md")
     return markdown
+
+
+def groups_markdown(sweep: Sweep, header: list[str], table: list, labels: list[str]) -> str:
+    """groups.csv, and summary.md's table of the groups of trials that differ only in the
+    seed or the fold: n and mean ± sample std of each value."""
+    cols = value_columns(header, labels)
+    g_header, g_table = group_table(header, table, labels, cols, f"best_{sweep.metric_name}",
+                                    sweep.metric_mode)
+    write_csv(g_header, g_table, sweep.folder / "groups.csv")
+    keys = g_header[1:g_header.index("n")]
+    over = ", ".join(replicate_labels(labels))
+    lines = ["", f"## Mean ± std over {over} (finished trials; sample std, ddof=1), "
+             f"ranked by mean {sweep.metric_name}", "",
+             "| " + " | ".join(["rank", *keys, "n", *cols]) + " |",
+             "|" + "---|" * (len(keys) + 2 + len(cols))]
+    for row in g_table:
+        cells = [fmt(v) for v in row[:len(keys) + 2]]
+        stats = row[len(keys) + 2:]
+        for mean, std in zip(stats[::2], stats[1::2]):
+            cells.append("" if mean is None else fmt(mean) + ("" if std is None
+                                                               else f" ± {fmt(std)}"))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def summary_markdown(sweep: Sweep, rows: list[dict], header: list[str], table: list) -> str:

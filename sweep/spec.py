@@ -37,6 +37,7 @@ from sweep.definition import (
     import_optuna,
 )
 from sweep.plan import check_metric, check_optuna_space, plan_trials
+from sweep.replicates import replicate_params
 from trainer.parse_config import validate_config
 from utils.config_io import (
     apply_overrides,
@@ -73,8 +74,15 @@ def split_choices(text: str) -> list[str]:
 def load_sweep(args: Any) -> Sweep | None:
     """The sweep the command line asks for, checked in full; None for an ordinary run."""
     multirun = bool(getattr(args, "multirun", False))
+    replicates = getattr(args, "folds", None) is not None or \
+        getattr(args, "repeat", None) is not None
     jobs, test = getattr(args, "jobs", None), bool(getattr(args, "test", False))
     raw = load_config_file(args.config) if getattr(args, "config", None) else None
+    if raw is not None and not replicates and not getattr(args, "resume", None):
+        dargs = (raw.get("data_loader") or {}).get("args") or {}
+        replicates = isinstance(dargs, dict) and dargs.get("folds") is not None \
+            and dargs.get("fold") is None  # k folds asked for, no single one: all of them
+    multirun = multirun or replicates
     if not (multirun or (raw is not None and raw.get("sweep") is not None)):
         if jobs is not None or test:
             raise ConfigError("--jobs and --test apply to sweeps: add -m (with KEY=a,b,... "
@@ -87,6 +95,11 @@ def load_sweep(args: Any) -> Sweep | None:
         raw = apply_overrides(raw, [item for item, _ in fixed])
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    try:
+        raw, extra = replicate_params(args, raw, cli_params)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    cli_params += extra
     section = raw.pop("sweep", None)
     if section is None and not multirun:  # e.g. sweep=null on the command line
         if jobs is not None or test:
@@ -103,8 +116,9 @@ def load_sweep(args: Any) -> Sweep | None:
 def check_sweep_options(args: Any, raw: dict | None, jobs: int | None) -> None:
     """What a sweep cannot be combined with: -r, no config file, --jobs below 1."""
     if getattr(args, "resume", None):
-        raise ConfigError("a sweep (-m or a sweep: section) starts new runs and cannot be "
-                          "combined with -r; resume a sweep by running its command again")
+        raise ConfigError("a sweep (-m, --folds, --repeat or a sweep: section) starts new runs "
+                          "and cannot be combined with -r; resume a sweep by running its "
+                          "command again")
     if raw is None:
         raise ConfigError("-m needs a config file: python train.py -c CONFIG -m KEY=a,b ...")
     expect(jobs is None or jobs >= 1, "--jobs", "a positive integer", jobs)

@@ -70,6 +70,10 @@ def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, rec
     log, run_file = trial_file(sweep, "logs", number, ".log"), trial_file(sweep, "runs", number)
     config_path = trial_file(sweep, "configs", number)
     write_json(config, config_path)
+    if not record.get("status"):  # no record: killed with its sweep (kill -9) before writing one
+        earlier = read_json(run_file) if run_file.is_file() else None
+        if earlier and earlier.get("run_dir"):
+            record.update(earlier, status="running")
     resume = resume_point(record)
     cmd = python("train.py") + (["-r", str(resume)] if resume else ["-c", str(config_path)])
     run_file.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
+from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.config_io import apply_overrides, command_overrides, load_config_file
@@ -34,8 +35,6 @@ from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
     REQUIRED,
-    SAMPLER_ARGS,
-    SAMPLERS,
     TOP_LEVEL,
     TRAINER_DEFAULTS,
     check_args,
@@ -57,6 +56,8 @@ INT64 = 2**63  # seeds and sizes go into torch's int64
 def has_validation(config: dict) -> bool:
     """Whether the config's data loader holds out a validation split."""
     dtype, args = section(config, "data_loader")
+    if args.get("folds") is not None:  # k-fold: one fold validates
+        return True
     if "validation_split" in args:
         split = args["validation_split"]
     else:
@@ -146,9 +147,8 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
 
 def _validate_data_loader(config: dict) -> None:
     dtype, dargs = section(config, "data_loader")
-    expect(dargs.get("sampler") in SAMPLERS, "data_loader.args.sampler", "balanced or null",
-           dargs.get("sampler"))
-    dargs = {k: v for k, v in dargs.items() if k not in SAMPLER_ARGS}
+    validate_loader_options(dargs)
+    dargs = {k: v for k, v in dargs.items() if k not in LOADER_OPTIONS}
     check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)
     if "batch_size" in dargs:
@@ -299,11 +299,10 @@ class ConfigParser:
         sec = self.config["data_loader"]
         cls = DATA_LOADERS.get(sec["type"], "data_loader.type")
         args = _args_of(sec)
-        sampler = args.pop("sampler", None)
+        options = {k: args.pop(k) for k in LOADER_OPTIONS if k in args}
         loader = _build("data_loader.args", cls, **args, training=training,
                         seed=self.config["seed"])
-        if sampler == "balanced" and training:
-            _build("data_loader.args", loader.balance_classes)
+        apply_loader_options(loader, sec["type"], options, training)
         return loader
 
     def build_model(self) -> torch.nn.Module:

@@ -40,6 +40,8 @@ INJECTED_LOADER_ARGS = ("training", "seed")
 # data loader arguments of every loader, applied by the builder: sampler: balanced | null
 SAMPLER_ARGS = ("sampler",)
 SAMPLERS = (None, "balanced")
+# k-fold cross-validation
+FOLD_ARGS = ("folds", "fold")
 
 
 def is_int(value: Any) -> bool:
