@@ -130,7 +130,8 @@ def wait_for(predicate, timeout=120):
 SLOW = [*EXACT, "data_loader.args.batch_size=4", "trainer.save_period=100", "trainer.epochs=3"]
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                       (signal.SIGUSR1, 138)])
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, sig, code):
     straight_dir, cut_dir = tmp_path / "straight", tmp_path / "cut"
     r = train("-c", DIGITS, *SLOW, save_dir=straight_dir)

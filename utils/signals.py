@@ -6,8 +6,9 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# SIGINT (Ctrl-C) and SIGTERM stop a run after saving a checkpoint; the exit code says which
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (what SLURM's --signal sends before a time limit) stop
+# a run after saving a checkpoint; the exit code (128 + signal number) says which
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR1: 138}
 
 
 def exit_code(signum: int | None) -> int:
