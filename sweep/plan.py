@@ -14,6 +14,7 @@ from typing import Any
 
 from sweep.definition import Param, Sweep, Trial, config_key, describe
 from trainer.parse_config import has_validation, validate_config
+from utils.config_compose import resolve_interpolations
 from utils.config_io import set_by_path
 from utils.errors import ConfigError, did_you_mean
 from utils.schema import expect, metric_names, parse_monitor
@@ -55,7 +56,7 @@ def trial_config(raw: dict, params: list[Param], values: dict[str, Any]) -> dict
     config.pop("sweep", None)
     for p in params:
         set_by_path(config, p.key, copy.deepcopy(values[p.label]), p.add)
-    resolved, _ = validate_config(config)
+    resolved, _ = validate_config(resolve_interpolations(config))
     return resolved
 
 

@@ -39,36 +39,20 @@ from sweep.definition import (
 from sweep.plan import check_metric, check_optuna_space, plan_trials
 from sweep.replicates import replicate_params
 from trainer.parse_config import validate_config
+from utils.config_compose import resolve_interpolations
 from utils.config_io import (
     apply_overrides,
     command_overrides,
+    has_path,
     load_config_file,
+    parse_override,
     parse_value,
-    split_override,
+    split_choices,
 )
 from utils.errors import ConfigError, check_keys, did_you_mean
 from utils.schema import expect, is_int, is_number
 
 # ---------------------------------------------------------------- command line
-
-
-def split_choices(text: str) -> list[str]:
-    """'0.1,0.01' -> ['0.1', '0.01']; commas inside brackets or quotes do not split."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
 
 
 def load_sweep(args: Any) -> Sweep | None:
@@ -90,23 +74,23 @@ def load_sweep(args: Any) -> Sweep | None:
         return None
     check_sweep_options(args, raw, jobs)
     source = str(args.config)
-    fixed, cli_params = split_command_line(args, multirun)
     try:
-        raw = apply_overrides(raw, [item for item, _ in fixed])
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-    try:
+        fixed, cli_params = split_command_line(args, multirun, raw)
+        raw = apply_overrides(raw, [item for item, _ in fixed], multirun, resolve=False)
         raw, extra = replicate_params(args, raw, cli_params)
+        resolved = resolve_interpolations(raw)  # trials resolve theirs once their values are set
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     cli_params += extra
-    section = raw.pop("sweep", None)
+    raw.pop("sweep", None)
+    section = resolved.pop("sweep", None)
     if section is None and not multirun:  # e.g. sweep=null on the command line
         if jobs is not None or test:
             raise ConfigError("--jobs and --test apply to sweeps; this config's sweep is null")
         return None
     try:
-        sweep = checked_sweep(raw, section, source, cli_params, {key for _, key in fixed}, test)
+        sweep = checked_sweep(raw, resolved, section, source, cli_params,
+                              {key for _, key in fixed}, test)
     except ConfigError as e:
         raise ConfigError(e if str(e).startswith(source) else f"{source}: {e}") from None
     sweep.sweep_id = sweep_id(sweep)
@@ -124,23 +108,32 @@ def check_sweep_options(args: Any, raw: dict | None, jobs: int | None) -> None:
     expect(jobs is None or jobs >= 1, "--jobs", "a positive integer", jobs)
 
 
-def split_command_line(args: Any, multirun: bool) -> tuple[list[tuple[str, str]], list[Param]]:
-    """The overrides that fix a key, as (item, key), and the -m KEY=a,b lists that sweep one."""
+def split_command_line(args: Any, multirun: bool,
+                       raw: dict) -> tuple[list[tuple[str, str]], list[Param]]:
+    """The overrides that fix a key, as (item, key), and the -m KEY=a,b lists that sweep one
+    (+KEY=a,b adds a key the config lacks, ++KEY=a,b adds or overrides, as in Hydra)."""
     fixed, cli_params = [], []
     for item in command_overrides(args):
-        key, text, add = split_override(item)
-        choices = split_choices(text)
-        if multirun and len(choices) > 1 and not key.startswith("sweep"):
-            cli_params.append(Param(key, add, values=[parse_value(c) for c in choices]))
-        else:
-            fixed.append((item, key))
+        ov = parse_override(item)
+        choices = split_choices(ov.text) if ov.text is not None else []
+        if not (multirun and len(choices) > 1):
+            fixed.append((item, ov.key))
+            continue
+        if ov.key.split(".")[0] == "sweep" or ov.op == "~":
+            raise ConfigError(f"override '{item}': "
+                              + ("the sweep section itself cannot be swept; quote the value"
+                                 if ov.op != "~" else "a deletion cannot be swept"))
+        if ov.op == "+" and has_path(raw, ov.key):
+            raise ConfigError(f"override '{item}': {ov.key}: already in the config, '+' only "
+                              f"adds new keys; write {item[1:]} to sweep it")
+        cli_params.append(Param(ov.key, ov.op != "=", values=[parse_value(c) for c in choices]))
     return fixed, cli_params
 
 
-def checked_sweep(raw: dict, section: Any, source: str, cli_params: list[Param],
-                  fixed_keys: set[str], test: bool) -> Sweep:
+def checked_sweep(raw: dict, resolved: dict, section: Any, source: str,
+                  cli_params: list[Param], fixed_keys: set[str], test: bool) -> Sweep:
     """The Sweep with its base config and every trial (or Optuna's space) checked."""
-    base, _ = validate_config(raw)
+    base, _ = validate_config(resolved)
     sweep = parse_section(section, base, source, cli_params, fixed_keys=fixed_keys, test=test)
     sweep.raw = raw
     if sweep.uses_optuna:

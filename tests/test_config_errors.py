@@ -116,7 +116,7 @@ def test_did_you_mean_and_listing():
     r = run_script("train.py", "-c", DIGITS, "+optimizer.args.lrr=0.1")
     assert "did you mean 'lr'?" in r.stderr
     r = run_script("train.py", "-c", DIGITS, "arch.args.hiden=3")
-    assert "did you mean 'hidden'?" in r.stderr and "+arch.args.hiden" in r.stderr
+    assert "did you mean 'arch.args.hidden'?" in r.stderr and "+arch.args.hiden" not in r.stderr
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "truncated", "malicious", "not-ours"])

@@ -1,4 +1,4 @@
-"""Config files (JSON and YAML) and command-line overrides (KEY.PATH=VALUE).
+"""Config files (JSON and YAML) and command-line overrides (Hydra's KEY=V, +KEY=V, ++KEY=V, ~KEY).
 
 Reading errors name the file, line and column; validation against the
 components happens later, in trainer/parse_config.py.
@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from utils.errors import ConfigError, did_you_mean
-from utils.schema import CONFIG_SUFFIXES, TOP_LEVEL_DEFAULTS, TRAINER_DEFAULTS
+from utils.config_compose import compose_file, resolve_interpolations
+from utils.errors import ConfigError
+from utils.schema import (
+    CONFIG_SUFFIXES,
+    TOP_LEVEL,
+    TOP_LEVEL_DEFAULTS,
+    TRAINER_DEFAULTS,
+)
 
 # ---------------------------------------------------------------- files
 
@@ -95,7 +103,13 @@ def _json_load(text: str) -> Any:
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read a JSON or YAML config; errors name the file (and line and column)."""
+    """A config file with its `_base_` files merged in (utils/config_compose.py); ${...}
+    interpolations are left for apply_overrides(). Errors name the file (and line)."""
+    return compose_file(Path(path), read_config_file)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Read one JSON or YAML config; errors name the file (and line and column)."""
     path = Path(path)
     if path.suffix not in CONFIG_SUFFIXES:
         raise ConfigError(f"{path}: a config file must end in .json, .yaml or .yml")
@@ -132,48 +146,157 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def split_choices(text: str) -> list[str]:
+    """'0.1,0.01' -> ['0.1', '0.01']; commas inside brackets or quotes do not split."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+@dataclass(frozen=True)
+class Override:
+    """One command-line override, Hydra's grammar: KEY=V (override an existing key), +KEY=V
+    (add a new key), ++KEY=V (add or override), ~KEY or ~KEY=V (delete)."""
+
+    item: str  # as written
+    op: str  # "=", "+", "++" or "~"
+    key: str
+    text: str | None  # the value as written; None for a bare ~KEY
+
+    @property
+    def value(self) -> Any:
+        return parse_value(self.text or "")
+
+
+def parse_override(item: str) -> Override:
+    """'++a.b=3' -> Override(op='++', key='a.b', text='3')."""
+    op = next((p for p in ("++", "+", "~") if item.startswith(p)), "=")
+    body = item if op == "=" else item[len(op):]
+    key, sep, text = body.partition("=")
+    if (not sep and op != "~") or not key or key[0] in "+~" or \
+            any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{item}': expected KEY.PATH=VALUE, +KEY.PATH=VALUE (add), "
+                          f"++KEY.PATH=VALUE (add or override) or ~KEY.PATH (delete)")
+    return Override(item, op, key, text if sep else None)
+
+
 def split_override(item: str) -> tuple[str, str, bool]:
-    """'+a.b=3' -> ('a.b', '3', True)."""
-    if "=" not in item:
-        raise ConfigError(f"override '{item}': expected KEY.PATH=VALUE")
-    key, text = item.split("=", 1)
-    add = key.startswith("+")
-    key = key[1:] if add else key
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{item}': expected KEY.PATH=VALUE")
-    return key, text, add
+    """'+a.b=3' -> ('a.b', '3', True): the key, the value text, whether the key may be new."""
+    ov = parse_override(item)
+    return ov.key, ov.text or "", ov.op in ("+", "++")
+
+
+COMPONENT_SECTIONS = ("arch", "data_loader", "optimizer", "lr_scheduler", "loss")
+
+
+def _schema_key(path: list[str]) -> bool:
+    """Keys the schema knows though a file may lack them: settable without '+'."""
+    return (len(path) == 1 and path[0] in TOP_LEVEL) or \
+        (len(path) == 2 and path[0] == "trainer" and path[1] in TRAINER_DEFAULTS) or \
+        (len(path) == 2 and path[0] in COMPONENT_SECTIONS and path[1] in ("type", "args"))
+
+
+def _no_such_key(parts: list[str], node: dict, op: str, source: str) -> ConfigError:
+    """'trainer.epochz: no such key; did you mean 'trainer.epochs'?' (only what would work)."""
+    where, prefix = ".".join(parts), "".join(f"{p}." for p in parts[:-1])
+    choices = [str(k) for k in node]
+    if parts[:-1] == ["trainer"] or not parts[:-1]:
+        choices += [k for k in (TRAINER_DEFAULTS if parts[:-1] else TOP_LEVEL) if k not in node]
+    close = difflib.get_close_matches(parts[-1], choices, n=1, cutoff=0.6)
+    if close:
+        hint = f"; did you mean '{prefix}{close[0]}'?"
+    elif op == "~":
+        hint = ""
+    elif parts[:-1] == ["trainer"]:
+        hint = f" (expected one of: {', '.join(TRAINER_DEFAULTS)})"
+    else:
+        hint = f" (write +{where}=... to add a new key)"
+    return ConfigError(f"{source}{where}: no such key{hint}")
+
+
+def _parent(config: dict, parts: list[str], create: bool, source: str) -> Any:
+    """The mapping or list that holds parts[-1]; missing mappings made when `create` (and
+    for the schema's own sections, e.g. lr_scheduler.type=StepLR when lr_scheduler is null)."""
+    node: Any = config
+    for i, part in enumerate(parts[:-1]):
+        path = parts[:i + 1]
+        if isinstance(node, list) and part.lstrip("-").isdigit():
+            if not -len(node) <= int(part) < len(node):
+                raise ConfigError(f"{source}{'.'.join(path)}: index out of range "
+                                  f"(list of {len(node)})")
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            break
+        if node.get(part) is None:
+            if part not in node and not (create or _schema_key(path)):
+                raise _no_such_key(path, node, "=", source)
+            if create or _schema_key(path):
+                node[part] = {}
+        node = node[part]
+    if not (isinstance(node, dict) or (isinstance(node, list) and parts[-1].lstrip("-").isdigit())):
+        raise ConfigError(f"{source}{'.'.join(parts)}: cannot set a key inside a "
+                          f"{type(node).__name__}")
+    return node
+
+
+def _apply_one(config: dict, op: str, key: str, value: Any, source: str,
+               text: str | None = "") -> None:
+    """Apply one override (op as in Override) of `key` to `value`; `text` as written."""
+    parts = key.split(".")
+    node = _parent(config, parts, op in ("+", "++"), source)
+    last: Any = parts[-1]
+    if isinstance(node, list):
+        last = int(last)
+        if op == "+":
+            raise ConfigError(f"{source}{key}: '+' adds keys to mappings; set the whole list "
+                              f"instead ({'.'.join(parts[:-1])}=[...])")
+        if not -len(node) <= last < len(node):
+            raise ConfigError(f"{source}{key}: index out of range (list of {len(node)})")
+    exists = isinstance(node, list) or last in node
+    if op == "+" and exists:
+        raise ConfigError(f"{source}{key}: already in the config, '+' only adds new keys; "
+                          f"write {key}={text} to override it (or ++{key}={text})")
+    if op in ("=", "~") and not exists and not (op == "=" and _schema_key(parts)):
+        raise _no_such_key(parts, node, op, source)
+    if op != "~":
+        node[last] = value
+    elif text is not None and node[last] != value:
+        raise ConfigError(f"{source}{key}: not deleted: its value is {node[last]!r}, "
+                          f"not {value!r}")
+    else:
+        del node[last]
 
 
 def set_by_path(config: dict, key: str, value: Any, add: bool = False, source: str = "") -> None:
-    """Set config[k1][k2]... = value; a missing key is an error unless `add`."""
-    parts = key.split(".")
+    """Set config[k1][k2]... = value; a missing key is an error unless `add` (then '++')."""
+    _apply_one(config, "++" if add else "=", key, value, source)
+
+
+def has_path(config: dict, key: str) -> bool:
+    """Whether config[k1][k2]... exists."""
     node: Any = config
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[:i + 1])
-        if isinstance(node, list) and part.lstrip("-").isdigit() and not add:
-            idx = int(part)
-            if not -len(node) <= idx < len(node):
-                raise ConfigError(f"{source}{where}: index out of range (list of {len(node)})")
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
-            continue
-        if not isinstance(node, dict):
-            raise ConfigError(f"{source}{where}: cannot set a key inside a {type(node).__name__}")
-        if part not in node:
-            if not add:
-                hint = did_you_mean(part, node)
-                raise ConfigError(
-                    f"{source}{where}: no such key{hint} (write +{key}=... to add a new key)")
-            node[part] = value if last else {}
-        elif last:
-            node[part] = value
-        if not last:
-            if node[part] is None and add:
-                node[part] = {}
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and \
+                -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def command_overrides(args: Any) -> list[str]:
@@ -199,10 +322,20 @@ def with_defaults(config: dict) -> dict:
     return config
 
 
-def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """A copy of `config` (schema defaults filled in) with every KEY.PATH=VALUE applied."""
-    config = with_defaults(config)
+def apply_overrides(config: dict, overrides: list[str], multirun: bool = False,
+                    resolve: bool = True) -> dict:
+    """A copy of `config` with every override applied (Hydra's forms, see Override), then the
+    schema's defaults filled in and (unless `resolve` is false) ${...} interpolations resolved.
+
+    KEY=a,b is a list of choices: an error unless `multirun` (a sweep splits them first)."""
+    config = copy.deepcopy(config)
     for item in overrides:
-        key, text, add = split_override(item)
-        set_by_path(config, key, parse_value(text), add, source=f"override '{item}': ")
-    return config
+        ov = parse_override(item)
+        source = f"override '{item}': "
+        if not multirun and ov.text is not None and len(split_choices(ov.text)) > 1:
+            raise ConfigError(f"{source}a comma lists choices to sweep: add -m to sweep them; "
+                              f"write {ov.key}=[{ov.text}] for a list, or quote the value "
+                              f"({ov.key}='{ov.text}') for a string")
+        _apply_one(config, ov.op, ov.key, ov.value, source, ov.text)
+    config = with_defaults(config)
+    return resolve_interpolations(config) if resolve else config
