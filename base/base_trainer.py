@@ -94,6 +94,7 @@ class BaseTrainer(ABC):
         self.early_stop_count = 0
         self.start_epoch = 1
         self.start_batch = 0
+        self.global_step = 0  # optimizer steps so far (trainer.max_steps)
         self.partial_stats: dict | None = None
         self.history: list[dict] = []
         self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
@@ -132,6 +133,10 @@ class BaseTrainer(ABC):
             self.lr_scheduler.step(row[key])
         else:
             self.lr_scheduler.step()
+
+    def _max_steps_reached(self) -> bool:
+        max_steps = self.config["trainer"].get("max_steps")
+        return max_steps is not None and self.global_step >= max_steps
 
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
@@ -205,12 +210,17 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop
+            done = self._max_steps_reached()
+            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop or done
             if periodic or improved:
                 self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
             if stop:
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
+                break
+            if done:
+                self.logger.info(f"trainer.max_steps reached: {self.global_step} optimizer "
+                                 f"steps, stopping after epoch {epoch}")
                 break
             if self._agree_stop():  # arrived after the last batch: the epoch is done
                 path = self._periodic_path(epoch)
@@ -236,6 +246,7 @@ class BaseTrainer(ABC):
             # one JSON string: a single object to pickle, however long the run
             "history": "[" + ",".join(self._history_json) + "]",
             "partial_epoch": None,
+            "global_step": self.global_step,
             "grad_scaler_state_dict": (self.scaler.state_dict() if self.scaler.is_enabled()
                                        else None),
         }
@@ -291,6 +302,7 @@ class BaseTrainer(ABC):
         self.start_epoch = ckpt["epoch"] + 1
         if finetune:
             return
+        self.global_step = ckpt.get("global_step", 0)
         if self.lr_scheduler is not None and ckpt.get("lr_scheduler_state_dict") is not None:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
         if self.scaler.is_enabled() and ckpt.get("grad_scaler_state_dict"):
