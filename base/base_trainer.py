@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from base.finetune import optimizer_state_for_finetune
 from logger.console import epoch_line, resume_hint
 from logger.logger import get_logger
 from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
@@ -99,6 +100,7 @@ class BaseTrainer(ABC):
         self.early_stop_count = 0
         self.start_epoch = 1
         self.start_batch = 0
+        self.global_step = 0  # optimizer steps so far (trainer.max_steps)
         self.partial_stats: dict | None = None
         self.history: list[dict] = []
         self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
@@ -150,6 +152,9 @@ class BaseTrainer(ABC):
         if self.writer is not None:
             self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
         self.lr_scheduler.step()
+    def _max_steps_reached(self) -> bool:
+        max_steps = self.config["trainer"].get("max_steps")
+        return max_steps is not None and self.global_step >= max_steps
 
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
@@ -223,7 +228,8 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop
+            done = self._max_steps_reached()
+            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop or done
             if periodic or improved:
                 self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
             saved = ("ckpt",) * periodic + ("best",) * improved
@@ -231,6 +237,10 @@ class BaseTrainer(ABC):
             if stop:
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
+                break
+            if done:
+                self.logger.info(f"trainer.max_steps reached: {self.global_step} optimizer "
+                                 f"steps, stopping after epoch {epoch}")
                 break
             if self._agree_stop():  # arrived after the last batch: the epoch is done
                 path = self._periodic_path(epoch)
@@ -256,6 +266,7 @@ class BaseTrainer(ABC):
             # one JSON string: a single object to pickle, however long the run
             "history": "[" + ",".join(self._history_json) + "]",
             "partial_epoch": None,
+            "global_step": self.global_step,
             "grad_scaler_state_dict": (self.scaler.state_dict() if self.scaler.is_enabled()
                                        else None),
             "data_order": data_order(self.data_loader, self.config["seed"],
@@ -314,6 +325,7 @@ class BaseTrainer(ABC):
         self.start_epoch = ckpt["epoch"] + 1
         if finetune:
             return
+        self.global_step = ckpt.get("global_step", 0)
         if self.lr_scheduler is not None and ckpt.get("lr_scheduler_state_dict") is not None:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
         if self.scaler.is_enabled() and ckpt.get("grad_scaler_state_dict"):
@@ -343,7 +355,8 @@ class BaseTrainer(ABC):
             return
         state = ckpt["optimizer_state_dict"]
         if finetune:
-            state = self._optimizer_state_for_finetune(state)
+            state = optimizer_state_for_finetune(state, self.plain_model, self.optimizer,
+                                                    self.logger)
         try:
             if state is not None:
                 self.optimizer.load_state_dict(state)
@@ -356,30 +369,6 @@ class BaseTrainer(ABC):
             for group in self.optimizer.param_groups:
                 group.update(new_args)
                 group["initial_lr"] = group["lr"]
-
-    def _optimizer_state_for_finetune(self, state: dict) -> dict | None:
-        """The checkpoint's optimizer state without the entries of parameters whose shape
-        changed (a new head or width); None, with a warning, when the parameters no longer
-        line up one to one. The optimizer lists parameters in the model's order."""
-        params = [(n, p) for n, p in self.plain_model.named_parameters() if p.requires_grad]
-        n_old = sum(len(g["params"]) for g in state["param_groups"])
-        if n_old != len(params) or len(state["param_groups"]) != len(self.optimizer.param_groups):
-            self.logger.warning(f"warning: optimizer state not restored: the checkpoint's "
-                                f"optimizer held {n_old} parameters, this model trains "
-                                f"{len(params)}")
-            return None
-        order = [i for g in state["param_groups"] for i in g["params"]]
-        kept, dropped = dict(state["state"]), []
-        for index, (name, param) in zip(order, params):
-            entry = kept.get(index, {})
-            if any(isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != param.shape
-                   for v in entry.values()):
-                del kept[index]
-                dropped.append(name)
-        if dropped:
-            self.logger.warning(f"warning: optimizer state dropped for {', '.join(dropped)} "
-                                f"(their shapes changed); it starts fresh for them")
-        return {**state, "state": kept}
 
     def _load_weights_for_finetune(self, ckpt: dict) -> None:
         model = self.plain_model

@@ -111,6 +111,9 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
            "a number >= 0 (0 or null = off)", clip)
     resolved["ema"] = validate_ema(resolved["ema"])
+    for key in ("len_epoch", "max_steps"):
+        expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
+               f"trainer.{key}", "a positive integer or null (off)", resolved[key])
     monitor = resolved["monitor"]
     expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
            monitor)

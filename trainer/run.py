@@ -84,9 +84,19 @@ def note_kept_outputs(metrics: dict) -> None:
 
 
 def nothing_to_train(config: ConfigParser) -> bool:
-    """True (and says so) when the resumed checkpoint already reached trainer.epochs."""
+    """True (and says so) when the resumed checkpoint already reached trainer.epochs
+    (or trainer.max_steps)."""
     ckpt = config.checkpoint
-    if ckpt is None or ckpt["epoch"] < config.trainer["epochs"] or ckpt.get("partial_epoch"):
+    if ckpt is None or ckpt.get("partial_epoch"):
+        return False
+    steps, max_steps = ckpt.get("global_step", 0), config.trainer["max_steps"]
+    if not config.finetune and max_steps is not None and steps >= max_steps:
+        if dist.is_main():
+            print(f"{config.resume}: the checkpoint has {steps} optimizer steps and "
+                  f"trainer.max_steps is {max_steps}; nothing to train "
+                  f"(override trainer.max_steps=N to train longer)")
+        return True
+    if ckpt["epoch"] < config.trainer["epochs"]:
         return False
     if dist.is_main():
         print(f"{config.resume}: the checkpoint is at epoch {ckpt['epoch']} and "

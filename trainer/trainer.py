@@ -13,6 +13,7 @@ from base import BaseTrainer
 from base.base_trainer import StopTraining
 from trainer.averaging import build_averagers, validation_model
 from trainer.epoch_stats import EpochStats
+from trainer.iteration import epoch_batches, epoch_length, reached
 from utils import dist
 from utils.errors import ConfigError
 
@@ -103,8 +104,9 @@ class Trainer(BaseTrainer):
         self.sum_reduction = is_sum_reduction(self.criterion)
         self.accumulate_steps = cfg["accumulate_steps"]
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
+        self.len_epoch = cfg.get("len_epoch")
+        self.max_steps = cfg.get("max_steps")
         self.autocast = autocast(self.amp, self.device)
-        self.steps_before_epoch = 0
         self.averagers = build_averagers(cfg, self.plain_model)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -114,18 +116,18 @@ class Trainer(BaseTrainer):
         if start_batch and self.partial_stats is not None:
             stats.load_state_dict(self.partial_stats)
             self.partial_stats = None
-        self.data_loader.set_epoch(epoch, start_batch)
-        n_batches = len(self.data_loader)
-        # optimizer steps before this epoch (a short last group counts as a step)
-        self.steps_before_epoch = (epoch - 1) * -(-n_batches // self.accumulate_steps)
+        n_batches = epoch_length(self.data_loader, self.len_epoch)
         bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity)
+        batches = epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
 
-        for batch_idx, batch in enumerate(self.data_loader, start=start_batch + 1):
+        for batch_idx, batch in enumerate(batches, start=start_batch + 1):
             *inputs, target = to_device(batch, self.device)
             output, loss = self._train_step(inputs, target, batch_idx, n_batches)
             stats.update(loss, output, target)
             if bar is not None:
                 bar.update()
+            if reached(self.max_steps, self.global_step):  # the run ends with this batch
+                break
             if batch_idx % NAN_CHECK_EVERY == 0:
                 stats.check_finite(epoch)
             if (self.stop_signal is not None or self.distributed) \
@@ -174,8 +176,8 @@ class Trainer(BaseTrainer):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self._scheduler_step_done(self.steps_before_epoch
-                                      + -(-batch_idx // self.accumulate_steps))
+            self.global_step += 1
+            self._scheduler_step_done(self.global_step)
             for averager in self.averagers:
                 averager.after_step(self.plain_model)
         return output, loss

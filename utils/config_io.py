@@ -317,7 +317,7 @@ def with_defaults(config: dict) -> dict:
         config.setdefault(key, copy.deepcopy(default))
     if isinstance(config.get("trainer"), dict):
         for key, default in TRAINER_DEFAULTS.items():
-            if default is not None:
+            if key != "epochs":  # the one required trainer key
                 config["trainer"].setdefault(key, default)
     return config
 

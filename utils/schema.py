@@ -28,6 +28,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "accumulate_steps": 1,
     "clip_grad_norm": 0,
     "ema": None,
+    "len_epoch": None,
+    "max_steps": None,
 }
 # optional top-level keys with their defaults
 TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None}
