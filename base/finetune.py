@@ -28,5 +28,5 @@ def optimizer_state_for_finetune(state: dict, model: torch.nn.Module,
             dropped.append(name)
     if dropped:
         logger.warning(f"warning: optimizer state dropped for {', '.join(dropped)} "
-                            f"(their shapes changed); it starts fresh for them")
+                       f"(their shapes changed); it starts fresh for them")
     return {**state, "state": kept}

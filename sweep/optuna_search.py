@@ -68,6 +68,9 @@ def open_study(sweep: Sweep, optuna: Any) -> Any:
     except ImportError as e:
         raise ConfigError(f"sweep.method: '{sweep.method}' needs a package Optuna uses for it: "
                           f"{e}") from None
+    except AttributeError:  # an Optuna older than the sweep extra's floor
+        raise ConfigError(f"sweep.method: '{sweep.method}' needs optuna>=4.0 (installed: "
+                          f"{optuna.__version__}): pip install -U optuna") from None
     pruner = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
               "none": optuna.pruners.NopPruner}[sweep.pruner]()
     error: Exception | None = None
