@@ -25,7 +25,7 @@ from utils.errors import ConfigError, did_you_mean
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
 _REF = re.compile(r"\$\{([^${}]*)\}")
-_MISSING = object()
+MISSING = object()  # what lookup_path returns for a key that does not exist
 
 
 # ---------------------------------------------------------------- _base_ and _delete_
@@ -41,7 +41,7 @@ def merge(base: Any, over: Any, where: str = "") -> Any:
         raise ConfigError(f"{where}{DELETE_KEY}: expected true or false, got {delete!r}")
     merged = {} if delete or not isinstance(base, dict) else dict(base)
     for key, value in over.items():
-        merged[key] = merge(merged.get(key, _MISSING), value, f"{where}{key}.")
+        merged[key] = merge(merged.get(key, MISSING), value, f"{where}{key}.")
     return merged
 
 
@@ -83,8 +83,8 @@ def compose_file(path: Path, read: Callable[[Path], dict], _chain: tuple[Path, .
 
 # ---------------------------------------------------------------- ${a.b}
 
-def _lookup(config: dict, ref: str) -> Any:
-    """config[a][b]... for 'a.b' (list items by index); _MISSING when it does not exist."""
+def lookup_path(config: dict, ref: str) -> Any:
+    """config[a][b]... for 'a.b' (list items by index); MISSING when it does not exist."""
     node: Any = config
     for part in ref.split("."):
         if isinstance(node, dict) and part in node:
@@ -93,7 +93,7 @@ def _lookup(config: dict, ref: str) -> Any:
                 -len(node) <= int(part) < len(node):
             node = node[int(part)]
         else:
-            return _MISSING
+            return MISSING
     return node
 
 
@@ -117,10 +117,10 @@ class _Resolver:
         if ref in self.open:
             cycle = " -> ".join([*self.open[self.open.index(ref):], ref])
             raise ConfigError(f"{where}: interpolation cycle: {cycle}")
-        value = _lookup(self.config, ref) if ref and not ref.startswith(".") else _MISSING
-        if value is _MISSING:
+        value = lookup_path(self.config, ref) if ref and not ref.startswith(".") else MISSING
+        if value is MISSING:
             parent, _, last = ref.rpartition(".")
-            node = _lookup(self.config, parent) if parent else self.config
+            node = lookup_path(self.config, parent) if parent else self.config
             hint = did_you_mean(last, node) if isinstance(node, dict) else ""
             raise ConfigError(f"{where}: interpolation ${{{ref}}}: no such key '{ref}'{hint}")
         self.open.append(ref)

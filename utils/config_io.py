@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from utils.config_compose import compose_file, resolve_interpolations
+from utils.config_compose import MISSING, compose_file, lookup_path, resolve_interpolations
 from utils.errors import ConfigError
 from utils.schema import (
     CONFIG_SUFFIXES,
@@ -287,16 +287,7 @@ def set_by_path(config: dict, key: str, value: Any, add: bool = False, source: s
 
 def has_path(config: dict, key: str) -> bool:
     """Whether config[k1][k2]... exists."""
-    node: Any = config
-    for part in key.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.lstrip("-").isdigit() and \
-                -len(node) <= int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
+    return lookup_path(config, key) is not MISSING
 
 
 def command_overrides(args: Any) -> list[str]:
