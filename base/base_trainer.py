@@ -271,7 +271,7 @@ class BaseTrainer(ABC):
                                        else None),
             "data_order": data_order(self.data_loader, self.config["seed"],
                                      self.config.trainer["accumulate_steps"],
-                                     dist.get_world_size()),
+                                     dist.get_world_size(), self.config.trainer["len_epoch"]),
         }
         for averager in self.averagers:
             state.update(averager.state())

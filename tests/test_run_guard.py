@@ -64,6 +64,12 @@ def test_mid_epoch_checkpoint_refuses_another_data_order(tmp_path):
     assert line.startswith("error:") and "taken mid-epoch" in line
     assert "data_loader.args.batch_size 64 -> 32" in line and "seed 42 -> 7" in line
     assert "shuffle" not in line
+    r = train("-r", run / "checkpoint-interrupted.pth", "trainer.len_epoch=5",
+              "+data_loader.args.sampler=balanced", save_dir=save)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "trainer.len_epoch None -> 5" in line
+    assert "data_loader.args.sampler False -> True" in line
     assert tree_snapshot(save) == before
     # an epoch checkpoint may change it: a warning, and the run goes on
     r = train("-r", run / "checkpoint-epoch1.pth", "data_loader.args.batch_size=32",

@@ -27,7 +27,7 @@ def check_resume(config: ConfigParser, data_loader: Any) -> None:
     if config.checkpoint is None or config.finetune:
         return
     current = data_order(data_loader, config["seed"], config.trainer["accumulate_steps"],
-                         dist.get_world_size())
+                         dist.get_world_size(), config.trainer["len_epoch"])
     changes = check_resume_order(config.checkpoint, current, str(config.resume))
     if changes:
         get_logger().warning(f"warning: the data order changes from epoch "

@@ -21,6 +21,8 @@ KEY_PATHS = {
     "test_samples": "data_loader.args.test_split",
     "accumulate_steps": "trainer.accumulate_steps",
     "world_size": "the number of processes (world size)",
+    "balanced": "data_loader.args.sampler",
+    "len_epoch": "trainer.len_epoch",
 }
 
 
@@ -28,7 +30,8 @@ def _length(indices: Any) -> int | None:
     return None if indices is None else len(indices)
 
 
-def data_order(loader: Any, seed: int, accumulate_steps: int, world_size: int) -> dict:
+def data_order(loader: Any, seed: int, accumulate_steps: int, world_size: int,
+               len_epoch: int | None = None) -> dict:
     """The training loader's order parameters as plain data (a checkpoint's partial_epoch)."""
     sampler = loader.batch_sampler
     return {
@@ -41,6 +44,8 @@ def data_order(loader: Any, seed: int, accumulate_steps: int, world_size: int) -
         "test_samples": _length(getattr(loader, "test_indices", None)),
         "accumulate_steps": int(accumulate_steps),
         "world_size": int(world_size),
+        "balanced": getattr(sampler, "weights", None) is not None,
+        "len_epoch": len_epoch,
     }
 
 
