@@ -8,6 +8,7 @@ run goes on (the loss, the validation metrics, the learning rate, the time, what
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 MAX_WIDTH = 120
@@ -71,3 +72,27 @@ def next_commands(best: Path | None, last: Path | None, epochs: int, launch: str
     if last is not None:
         lines.append("train longer: " + resume_hint(launch, last, f"trainer.epochs={2 * epochs}"))
     return lines
+
+
+class Heartbeat:
+    """Progress where no terminal shows a bar (a log file, CI, a pipe): a line at most every
+    `every_s` seconds with the batch, the time so far and an estimate of what is left."""
+
+    def __init__(self, total: int, desc: str, every_s: float, clock=time.monotonic):
+        self.total, self.desc, self.every_s, self.clock = total, desc, every_s, clock
+        self.done = 0
+        self.start = self.last = clock()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        print(f"{self.desc}: batch {self.done}/{self.total}, {elapsed:.0f}s elapsed, "
+              f"~{left:.0f}s left", flush=True)
+
+    def close(self) -> None:
+        pass

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import ENV, copy_checkout, read_json
+from conftest import ENV, REPO, copy_checkout, read_json
 
-from logger.console import MAX_WIDTH, epoch_line
+from logger.console import MAX_WIDTH, Heartbeat, epoch_line
 
 
 def run_as_printed(command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -78,3 +81,33 @@ def test_epoch_line_leaves_out_what_does_not_fit():
     assert len(line) <= MAX_WIDTH
     assert line.startswith("epoch 7/100  loss 0.1235  val_metric_number_8 0.5  val_metric_number_0")
     assert line.endswith("lr 0.001  1.50s  [ckpt+best]")
+
+
+def test_heartbeat_prints_at_most_every_n_seconds_with_an_estimate(capsys):
+    now = [0.0]
+    beat = Heartbeat(100, "epoch 1", every_s=10, clock=lambda: now[0])
+    for _ in range(40):  # 40 batches, 0.5 s each
+        now[0] += 0.5
+        beat.update()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["epoch 1: batch 20/100, 10s elapsed, ~40s left",
+                     "epoch 1: batch 40/100, 20s elapsed, ~30s left"]
+
+
+def test_a_run_whose_output_is_a_file_prints_heartbeat_lines_while_it_runs(tmp_path):
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), "-c", str(REPO / "config/digits_mlp.json"),
+             "trainer.epochs=1000", "trainer.heartbeat_s=0.2", "data_loader.args.batch_size=4",
+             f"trainer.save_dir={tmp_path / 'saved'}"],
+            cwd=REPO, env=ENV, stdout=out, stderr=subprocess.STDOUT, text=True)
+        pattern = re.compile(r"^epoch \d+: batch \d+/\d+, \d+s elapsed, ~\d+s left$", re.M)
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and not pattern.search(
+                log.read_text()):
+            time.sleep(0.2)
+        running = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert running and pattern.search(log.read_text()), log.read_text()[-2000:]

@@ -89,6 +89,8 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
            "trainer.save_period", "a positive integer", resolved["save_period"])
     expect(resolved["verbosity"] in (0, 1, 2) and not isinstance(resolved["verbosity"], bool),
            "trainer.verbosity", "0, 1 or 2", resolved["verbosity"])
+    expect(is_number(resolved["heartbeat_s"]) and resolved["heartbeat_s"] >= 0,
+           "trainer.heartbeat_s", "a number of seconds >= 0 (0 = off)", resolved["heartbeat_s"])
     expect(is_int(resolved["early_stop"]) and resolved["early_stop"] >= 0,
            "trainer.early_stop", "an integer >= 0 (0 = off)", resolved["early_stop"])
     expect(is_int(resolved["keep_last"]) and resolved["keep_last"] >= 0,

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopTraining
+from logger.console import Heartbeat
 from trainer.averaging import build_averagers, validation_model
 from trainer.epoch_stats import EpochStats
 from trainer.iteration import epoch_batches, epoch_length, reached
@@ -48,10 +49,13 @@ def is_sum_reduction(criterion) -> bool:
     return getattr(criterion, "reduction", keywords.get("reduction", "mean")) == "sum"
 
 
-def progress_bar(total: int, desc: str, verbosity: int):
-    """A tqdm bar on a terminal at verbosity >= 1; None in logs and pipes."""
-    if verbosity < 1 or not sys.stderr.isatty():
+def progress_bar(total: int, desc: str, verbosity: int, heartbeat_s: float = 0):
+    """At verbosity >= 1: a tqdm bar on a terminal; elsewhere (logs, CI, pipes) a heartbeat
+    line every `heartbeat_s` seconds (0: none)."""
+    if verbosity < 1:
         return None
+    if not sys.stderr.isatty():
+        return Heartbeat(total, desc, heartbeat_s) if heartbeat_s > 0 else None
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
 
 
@@ -117,7 +121,8 @@ class Trainer(BaseTrainer):
             stats.load_state_dict(self.partial_stats)
             self.partial_stats = None
         n_batches = epoch_length(self.data_loader, self.len_epoch)
-        bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity)
+        bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity,
+                           self.config["trainer"].get("heartbeat_s", 0))
         batches = epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
 
         for batch_idx, batch in enumerate(batches, start=start_batch + 1):

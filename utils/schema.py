@@ -19,6 +19,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "save_dir": "saved/",
     "save_period": 1,
     "verbosity": 1,
+    "heartbeat_s": 30,
     "monitor": "off",
     "early_stop": 0,
     "tensorboard": False,
