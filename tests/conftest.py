@@ -62,11 +62,12 @@ def read_json(path: Path) -> dict:
 
 
 def tree_snapshot(root: Path) -> dict:
-    """{relative path: (size, mtime)} of every file under root."""
+    """{relative path: (size, mtime)} of every file under root (a run folder's .lock aside:
+    a resume takes it before it looks inside the folder, and leaves the run's files alone)."""
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob("*") if p.is_file()}
+            for p in root.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
 def copy_checkout(dest: Path) -> Path:

@@ -291,7 +291,7 @@ def test_sigterm_stops_every_rank_and_mid_epoch_resume_is_exact(ddp_run, save_di
     # a mid-epoch checkpoint resumes with the same world size only
     assert train_here("-r", run / "checkpoint-interrupted.pth", f"trainer.epochs={epoch}",
                       save_dir=save_dir) == 2
-    assert "same number" in capsys.readouterr().err
+    assert "the number of processes (world size) 2 -> 1" in capsys.readouterr().err
     r = ddp_train("-r", run / "checkpoint-interrupted.pth", f"trainer.epochs={epoch}",
                   save_dir=save_dir)
     assert r.returncode == 0, r.stdout + r.stderr

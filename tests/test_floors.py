@@ -12,8 +12,9 @@ CORE = ("numpy", "scikit-learn", "pyyaml", "tqdm")
 def _floors(lines: list[str], op: str) -> dict[str, str]:
     found = {}
     for line in lines:
-        m = re.match(rf'\s*"?([A-Za-z0-9_.-]+){re.escape(op)}([0-9][0-9.]*)', line)
-        if m:
+        if line.lstrip().startswith("#"):
+            continue
+        for m in re.finditer(rf'([A-Za-z][A-Za-z0-9_.-]*){re.escape(op)}([0-9][0-9.]*)', line):
             found[m.group(1).lower()] = m.group(2)
     return found
 
