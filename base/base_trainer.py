@@ -22,7 +22,7 @@ import torch
 from base.finetune import optimizer_state_for_finetune
 from logger.console import epoch_line, resume_hint
 from logger.logger import get_logger
-from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
+from logger.writer import MetricsCSV, Writers, csv_columns, open_writers
 from utils import dist
 from utils.checkpoint import (
     BEST_NAME,
@@ -107,7 +107,7 @@ class BaseTrainer(ABC):
         self.checkpoint_dir: Path = run_folder.save_dir
         self.stop_signal: int | None = None
         self.csv: MetricsCSV | None = None
-        self.writer: TensorboardWriter | None = None
+        self.writer: Writers | None = None
         # averaged weights (EMA, SWA): state() entries in checkpoints, load(ckpt) on resume
         self.averagers: list = []
 
@@ -192,13 +192,9 @@ class BaseTrainer(ABC):
         log_dir = self.run_folder.log_dir
         if self.is_main:
             self.csv = MetricsCSV(log_dir / "metrics.csv", columns, self.history)
-        tensorboard = self.config.trainer["tensorboard"] and self.is_main
-        self.writer = TensorboardWriter(log_dir, tensorboard, self.config.config)
-        try:
-            with stop_signals_handled(self._request_stop):
-                self._loop()
-        finally:
-            self.writer.close()
+        self.writer = open_writers(self.run_folder, self.config, self.is_main, self.history)
+        with self.writer, stop_signals_handled(self._request_stop):
+            self._loop()
         return self.history
 
     def _loop(self) -> None:
@@ -275,6 +271,8 @@ class BaseTrainer(ABC):
         }
         for averager in self.averagers:
             state.update(averager.state())
+        if self.writer is not None:  # the MLflow run id
+            state.update(self.writer.state())
         return state
 
     def _periodic_path(self, epoch: int) -> Path:

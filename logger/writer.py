@@ -1,4 +1,5 @@
-"""Per-epoch metric writers: metrics.csv always, TensorBoard when enabled."""
+"""Per-epoch metric writers: metrics.csv always, TensorBoard when enabled, and the optional
+backends of trainer.loggers (MLflow: logger/mlflow_logger.py) behind one Writers object."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import csv
 import json
 from pathlib import Path
 
+from logger import mlflow_logger
 from logger.logger import get_logger
+from utils.errors import ConfigError, RunError, did_you_mean
+
+LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
 
 
 def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
@@ -92,3 +97,76 @@ class TensorboardWriter:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def validate_loggers(loggers: object, options: object) -> tuple[list[str], dict]:
+    """trainer.loggers (a list of LOGGERS names) and trainer.mlflow, resolved."""
+    if not isinstance(loggers, list):
+        raise ConfigError(f"trainer.loggers: expected a list such as [mlflow], got {loggers!r}")
+    for i, name in enumerate(loggers):
+        if name not in LOGGERS:
+            raise ConfigError(f"trainer.loggers[{i}]: unknown logger {name!r}"
+                              f"{did_you_mean(str(name), LOGGERS)} (available: "
+                              f"{', '.join(LOGGERS)})")
+    return list(dict.fromkeys(loggers)), mlflow_logger.validate_options(options)
+
+
+def check_loggers_installed(trainer: dict) -> None:
+    """ConfigError naming the pip command for a listed backend that is not installed."""
+    if "mlflow" in trainer.get("loggers", []):
+        mlflow_logger.check_installed()
+
+
+class Writers:
+    """The run's backends (TensorBoard, MLflow) as one writer; as a context manager it ends
+    them, an MLflow run as FINISHED, KILLED (a stop signal) or FAILED."""
+
+    def __init__(self, tensorboard: TensorboardWriter, others: list):
+        self.tensorboard, self.others = tensorboard, others
+
+    def write(self, row: dict, step: int) -> None:
+        self.tensorboard.write(row, step)
+        for backend in self.others:
+            backend.write(row, step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.tensorboard.scalar(tag, value, step)
+
+    def histograms(self, model, epoch: int) -> None:
+        self.tensorboard.histograms(model, epoch)
+
+    def state(self) -> dict:
+        """Plain data for the checkpoint (the MLflow run id)."""
+        return {k: v for backend in self.others for k, v in backend.state().items()}
+
+    def __enter__(self) -> Writers:
+        return self
+
+    def __exit__(self, exc_type, exc, _tb) -> None:
+        stopped = exc_type is KeyboardInterrupt or hasattr(exc, "exit_code")
+        status = "FINISHED" if exc_type is None else "KILLED" if stopped else "FAILED"
+        self.tensorboard.close()
+        for backend in self.others:
+            try:
+                backend.close(status)
+            except RunError as e:
+                if exc_type is None:
+                    raise
+                get_logger("writer").warning(f"warning: {e}")  # the run's own error goes on
+
+
+def open_writers(run_folder, config, is_main: bool, history: list[dict]) -> Writers:
+    """The Writers of a run: TensorBoard (trainer.tensorboard) and, on rank 0, the
+    trainer.loggers. An exact resume in its own folder continues the checkpoint's MLflow run."""
+    trainer = config.trainer
+    tensorboard = TensorboardWriter(run_folder.log_dir, trainer["tensorboard"] and is_main,
+                                    config.config)
+    others = []
+    if is_main and "mlflow" in trainer.get("loggers", []):
+        ckpt = getattr(config, "checkpoint", None) or {}
+        same_run = run_folder.reused and not getattr(config, "finetune", False)
+        run_id = ckpt.get(mlflow_logger.RUN_ID_KEY) if same_run else None
+        name = f"{config['name']}/{run_folder.run_id}"
+        others.append(mlflow_logger.MlflowLogger(config.config, name, run_folder.save_dir,
+                                                 run_id, history))
+    return Writers(tensorboard, others)

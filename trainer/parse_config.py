@@ -23,6 +23,7 @@ import torch
 
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
+from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
@@ -113,6 +114,8 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
            "a number >= 0 (0 or null = off)", clip)
     resolved["ema"] = validate_ema(resolved["ema"])
+    resolved["loggers"], resolved["mlflow"] = validate_loggers(resolved["loggers"],
+                                                               resolved["mlflow"])
     for key in ("len_epoch", "max_steps"):
         expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
                f"trainer.{key}", "a positive integer or null (off)", resolved[key])

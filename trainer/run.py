@@ -14,6 +14,7 @@ import torch
 from logger.class_report import write_test_report
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
+from logger.writer import check_loggers_installed
 from model.metric import ConfusionMatrix
 from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
@@ -38,6 +39,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     dist.quiet_unless_main(logger)
     for warning in config.warnings:
         logger.warning(f"warning: {warning}")
+    check_loggers_installed(config.trainer)
     parts = config.build_all()
     try:
         check_amp(config.trainer["amp"], device)

@@ -31,6 +31,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "ema": None,
     "len_epoch": None,
     "max_steps": None,
+    "loggers": [],  # optional backends: [mlflow]
+    "mlflow": None,  # {tracking_uri, experiment}; null = the defaults (logger/mlflow_logger.py)
 }
 # optional top-level keys with their defaults
 TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None}
