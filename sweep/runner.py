@@ -9,6 +9,7 @@ import json
 
 from sweep.definition import Sweep, Trial, describe
 from sweep.launcher import Launcher, say
+from sweep.mlflow_parent import open_parent
 from sweep.optuna_search import run_optuna
 from sweep.records import (
     add_best,
@@ -30,6 +31,7 @@ def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False,
     if dry_run:
         print_plan(sweep)
         return 0
+    open_parent(sweep)  # MLflow (trainer.loggers): the trials become children of one run
     command = ["train.py", *(argv or [])]
     if sweep.uses_optuna:
         return run_optuna(sweep, jobs or 1, test, command)

@@ -1,0 +1,138 @@
+"""Issue 15 item 6: MLflow tracking (trainer.loggers: [mlflow]), read back with MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ENV, REPO, load, load_config, only_run, read_csv, read_json, train
+
+from utils.errors import ConfigError
+
+WINE = REPO / "config/wine_mlp.yaml"
+TINY = ["arch.args.hidden=8", "trainer.verbosity=0", "trainer.save_period=1",
+        "trainer.loggers=[mlflow]"]
+
+
+@pytest.fixture
+def mlflow_client(save_dir):
+    """A client on the run's default file store, <save_dir>/mlruns."""
+    pytest.importorskip("mlflow")
+    from logger import mlflow_logger
+
+    return lambda: mlflow_logger.client((save_dir.resolve() / "mlruns").as_uri())
+
+
+def runs_of(client, experiment: str = "wine_mlp") -> list:
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, experiment
+    return client.search_runs([found.experiment_id])
+
+
+def history(client, run_id: str, metric: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+
+
+def test_unknown_logger_and_options_are_config_errors():
+    with pytest.raises(ConfigError, match=r"^trainer.loggers\[0\]: unknown logger 'mlfow'; did "
+                                          r"you mean 'mlflow'\? \(available: mlflow\)$"):
+        load_config(WINE, ["trainer.loggers=[mlfow]"])
+    with pytest.raises(ConfigError, match=r"^trainer.mlflow.experiments: unknown key; did you "
+                                          r"mean 'experiment'"):
+        load_config(WINE, ["trainer.mlflow={experiments: x}"])
+    trainer = load_config(WINE)["trainer"]
+    assert trainer["loggers"] == [] and trainer["mlflow"] == {"tracking_uri": None,
+                                                              "experiment": None}
+
+
+def test_mlflow_missing_names_the_pip_command(monkeypatch):
+    from logger import mlflow_logger
+    from logger.writer import check_loggers_installed
+
+    check_loggers_installed({"loggers": []})  # not asked for: never looked up
+    monkeypatch.setattr(mlflow_logger, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as e:
+        check_loggers_installed({"loggers": ["mlflow"]})
+    assert str(e.value) == ("trainer.loggers: mlflow is not installed; install it with: "
+                            "pip install mlflow-skinny  (or: pip install -e '.[mlflow]')")
+
+
+def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
+    args = ["-c", WINE, *TINY, "data_loader.args.batch_size=1", "trainer.epochs=3"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *map(str, args),
+                             f"trainer.save_dir={save_dir}"], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = save_dir / "log" / "wine_mlp"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+            len(read_csv(p)) >= 1 for p in log.glob("*/metrics.csv")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    ckpt = Path(err.strip().splitlines()[-1].split("checkpoint: ")[1])
+    client = mlflow_client()
+    (cut,) = runs_of(client)
+    assert cut.info.status == "KILLED" and load(ckpt)["mlflow_run_id"] == cut.info.run_id
+
+    r = train("-r", ckpt, save_dir=save_dir)
+    assert r.returncode == 0, r.stderr
+    run_dir = only_run(save_dir, "wine_mlp")
+    (run,) = runs_of(client)  # the same MLflow run, continued
+    assert run.info.run_id == cut.info.run_id and run.info.status == "FINISHED"
+    for path in run_dir.glob("*.pth"):  # plain data: weights_only loads it
+        assert load(path)["mlflow_run_id"] == run.info.run_id
+    config = read_json(run_dir / "config.json")
+    assert run.data.params["trainer.epochs"] == "3"
+    assert run.data.params["optimizer.args.lr"] == json.dumps(config["optimizer"]["args"]["lr"])
+    assert run.data.params["arch.type"] == "MLP"
+    assert run.data.params["trainer.loggers"] == '["mlflow"]'
+    assert run.data.tags["run_dir"] == str(run_dir)
+    rows = read_csv(run_dir.parent.parent.parent / "log/wine_mlp" / run_dir.name / "metrics.csv")
+    for metric in ("loss", "val_loss", "val_accuracy", "lr"):  # every epoch once, equal values
+        assert history(client, run.info.run_id, metric) == \
+            [(int(row["epoch"]), pytest.approx(float(row[metric]))) for row in rows], metric
+    assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["model_best.pth"]
+    local = Path(client.download_artifacts(run.info.run_id, "model_best.pth",
+                                           str(save_dir.parent)))
+    assert local.read_bytes() == (run_dir / "model_best.pth").read_bytes()
+
+
+def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client):
+    args = ("-c", WINE, *TINY, "trainer.epochs=2", "-m", "optimizer.args.lr=0.01,0.001",
+            "arch.args.depth=1,2", "--jobs", "2")
+    r = train(*args, save_dir=save_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (folder,) = (save_dir / "sweeps" / "wine_mlp").iterdir()
+    client = mlflow_client()
+    runs = runs_of(client)
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 1 and len(runs) == 5
+    parent = parents[0]
+    assert read_json(folder / "mlflow_parent.json") == {"run_id": parent.info.run_id}
+    assert parent.info.run_name == f"wine_mlp/{folder.name}"
+    assert parent.data.params["sweep.parameters.arch.args.depth"] == "[1, 2]"
+    children = {run.data.tags["run_dir"]: run for run in runs if run is not parent}
+    rows = read_csv(folder / "summary.csv")
+    assert set(children) == {row["run_dir"] for row in rows}
+    for row in rows:
+        child = children[row["run_dir"]]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        assert child.data.params["optimizer.args.lr"] == row["optimizer.args.lr"]
+        assert child.data.params["arch.args.depth"] == row["arch.args.depth"]
+        assert [s for s, _ in history(client, child.info.run_id, "val_loss")] == [1, 2]
+        assert min(v for _, v in history(client, child.info.run_id, "val_loss")) == \
+            pytest.approx(float(row["best_val_loss"]))
+        assert [f.path for f in client.list_artifacts(child.info.run_id)] == ["model_best.pth"]
+
+    again = train(*args, save_dir=save_dir)  # a rerun trains nothing and re-opens the parent
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "4 finished earlier, 0 to run" in again.stdout
+    assert sorted(run.info.run_id for run in runs_of(client)) == \
+        sorted(run.info.run_id for run in runs)
