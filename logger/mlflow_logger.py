@@ -129,7 +129,8 @@ def log_params(mlflow_client: Any, run_id: str, params: dict[str, str],
     return [k for k, v in params.items() if k in logged and logged[k] != v]
 
 
-def _failed(what: str, error: Exception) -> RunError:
+def failed(what: str, error: Exception) -> RunError:
+    """RunError 'mlflow: cannot <what>: <the error's first line>'."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return RunError(f"mlflow: cannot {what}: {first}")
 
@@ -151,7 +152,7 @@ class MlflowLogger:
         except RunError:
             raise
         except Exception as e:  # MlflowException, OSError, a server that does not answer
-            raise _failed(f"open a run at {uri}", e) from None
+            raise failed(f"open a run at {uri}", e) from None
         if changed:
             self.logger.info(f"note: MLflow params keep their first values; changed since: "
                              f"{', '.join(changed)}")
@@ -198,7 +199,7 @@ class MlflowLogger:
         try:
             self.client.log_batch(self.run_id, metrics=metrics)
         except Exception as e:
-            raise _failed(f"log epoch {step}", e) from None
+            raise failed(f"log epoch {step}", e) from None
         self.last_step = step
 
     def state(self) -> dict:
@@ -213,4 +214,4 @@ class MlflowLogger:
                 self.client.log_artifact(self.run_id, str(best))
             self.client.set_terminated(self.run_id, status)
         except Exception as e:
-            raise _failed("end the run", e) from None
+            raise failed("end the run", e) from None

@@ -37,8 +37,7 @@ def open_parent(sweep: Sweep) -> str | None:
     except (ConfigError, RunError):
         raise
     except Exception as e:  # MlflowException, OSError, a server that does not answer
-        raise RunError(f"mlflow: cannot open the sweep's parent run at {uri}: "
-                       f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from None
+        raise mlflow_logger.failed(f"open the sweep's parent run at {uri}", e) from None
     os.environ[mlflow_logger.PARENT_ENV] = run_id
     atexit.register(_end, client, run_id)
     return run_id
