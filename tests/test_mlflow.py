@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from urllib.parse import urlparse
 import pytest
 from conftest import ENV, REPO, load, load_config, only_run, read_csv, read_json, train
 
+from logger.mlflow_logger import PARENT_ENV
 from utils.errors import ConfigError
 
 WINE = REPO / "config/wine_mlp.yaml"
+MLFLOW_ENV = {"MLFLOW_TRACKING_URI": "", "TRAIN_MLFLOW_PARENT_RUN_ID": ""}  # the default store
 TINY = ["arch.args.hidden=8", "trainer.verbosity=0", "trainer.save_period=1",
         "trainer.loggers=[mlflow]"]
 
@@ -66,7 +69,7 @@ def test_mlflow_missing_names_the_pip_command(monkeypatch):
 def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
     args = ["-c", WINE, *TINY, "data_loader.args.batch_size=1", "trainer.epochs=3"]
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *map(str, args),
-                             f"trainer.save_dir={save_dir}"], cwd=REPO, env=ENV,
+                             f"trainer.save_dir={save_dir}"], cwd=REPO, env={**ENV, **MLFLOW_ENV},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = save_dir / "log" / "wine_mlp"
     deadline = time.time() + 120
@@ -81,7 +84,7 @@ def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
     (cut,) = runs_of(client)
     assert cut.info.status == "KILLED" and load(ckpt)["mlflow_run_id"] == cut.info.run_id
 
-    r = train("-r", ckpt, save_dir=save_dir)
+    r = train("-r", ckpt, save_dir=save_dir, env=MLFLOW_ENV)
     assert r.returncode == 0, r.stderr
     run_dir = only_run(save_dir, "wine_mlp")
     (run,) = runs_of(client)  # the same MLflow run, continued
@@ -103,10 +106,10 @@ def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
     assert stored.read_bytes() == (run_dir / "model_best.pth").read_bytes()
 
 
-def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client):
+def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client, monkeypatch):
     args = ("-c", WINE, *TINY, "trainer.epochs=2", "-m", "optimizer.args.lr=0.01,0.001",
             "arch.args.depth=1,2", "--jobs", "2")
-    r = train(*args, save_dir=save_dir)
+    r = train(*args, save_dir=save_dir, env=MLFLOW_ENV)
     assert r.returncode == 0, r.stdout + r.stderr
     (folder,) = (save_dir / "sweeps" / "wine_mlp").iterdir()
     client = mlflow_client()
@@ -115,7 +118,7 @@ def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client):
     assert len(parents) == 1 and len(runs) == 5
     parent = parents[0]
     assert read_json(folder / "mlflow_parent.json") == {"run_id": parent.info.run_id}
-    assert parent.info.run_name == f"wine_mlp/{folder.name}"
+    assert parent.info.run_name == f"wine_mlp/{folder.name}" and parent.info.status == "FINISHED"
     assert parent.data.params["sweep.parameters.arch.args.depth"] == "[1, 2]"
     children = {run.data.tags["run_dir"]: run for run in runs if run is not parent}
     rows = read_csv(folder / "summary.csv")
@@ -131,8 +134,16 @@ def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client):
             pytest.approx(float(row["best_val_loss"]))
         assert [f.path for f in client.list_artifacts(child.info.run_id)] == ["model_best.pth"]
 
-    again = train(*args, save_dir=save_dir)  # a rerun trains nothing and re-opens the parent
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "4 finished earlier, 0 to run" in again.stdout
+    # a rerun of the command re-opens the same parent (here in this process: no new trials)
+    import train as train_py
+    from sweep.mlflow_parent import open_parent
+    from sweep.spec import load_sweep
+
+    monkeypatch.setenv(PARENT_ENV, "")  # both restored after the test
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    sweep = load_sweep(train_py.parse_args([*map(str, args), f"trainer.save_dir={save_dir}"]))
+    assert sweep.folder.resolve() == folder.resolve()
+    assert open_parent(sweep) == parent.info.run_id == os.environ[PARENT_ENV]
+    assert client.get_run(parent.info.run_id).info.status == "RUNNING"
     assert sorted(run.info.run_id for run in runs_of(client)) == \
         sorted(run.info.run_id for run in runs)
