@@ -46,9 +46,9 @@ def run(csv: Path, save: Path, seed: int, epochs: int, weighted: bool) -> dict:
            f"seed={seed}", f"name={name}", f"trainer.epochs={epochs}",
            f"trainer.save_dir={save}", "trainer.verbosity=0"]
     subprocess.run(cmd, check=True, cwd=REPO)
-    (run_dir,) = (save / "models" / name).iterdir()
-    out = run_dir / "test_metrics.json"
-    subprocess.run([sys.executable, str(REPO / "test.py"), "-r", str(run_dir / "model_best.pth"),
+    latest = save / "models" / name / "latest"  # the run just trained
+    out = save / f"{name}_test_metrics.json"
+    subprocess.run([sys.executable, str(REPO / "test.py"), "-r", str(latest),
                     "--output", str(out)], check=True, cwd=REPO, capture_output=True)
     return json.loads(out.read_text())
 

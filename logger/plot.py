@@ -19,6 +19,7 @@ from pathlib import Path
 
 from utils.errors import ConfigError, RunError, report
 from utils.files import read_json
+from utils.run_pointer import is_pointer, read_latest
 from utils.schema import parse_monitor
 
 PANEL_INCHES = (4.0, 3.2)  # width, height of one panel
@@ -57,7 +58,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def find_metrics_csv(path: Path) -> Path:
-    """metrics.csv of a run: the file itself, a log run folder, or a models run folder."""
+    """metrics.csv of a run: the file itself, a log run folder, or a models run folder (or its
+    experiment's `latest` pointer)."""
+    if is_pointer(path):
+        path = read_latest(path)
     if path.is_file():
         return path
     if (path / "metrics.csv").is_file():
@@ -334,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m logger.plot",
         description="Plot learning curves of runs (overlaid), or a sweep's results, to a PNG.")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="run folder (saved/log/<name>/<run_id> or saved/models/...), "
+                        help="run folder (saved/log/<name>/<run_id> or saved/models/...; "
+                             "saved/models/<name>/latest: the newest), "
                              "metrics.csv, or a sweep folder holding summary.csv")
     parser.add_argument("-o", "--output", type=Path,
                         help="PNG to write (default: learning_curve.png in the run folder; "

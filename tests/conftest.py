@@ -16,6 +16,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from utils.run_pointer import LATEST_NAME  # noqa: E402  (the checkout's own modules)
+
 # keep subprocesses light on the 2-core CI machine
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -33,7 +35,9 @@ def train(*args: str, save_dir: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def run_dirs(save_dir: Path, name: str) -> list[Path]:
-    return sorted((save_dir / "models" / name).iterdir(), key=lambda p: p.stat().st_mtime)
+    """The experiment's run folders, oldest first (its `latest` pointer is none)."""
+    return sorted((p for p in (save_dir / "models" / name).iterdir() if p.name != LATEST_NAME),
+                  key=lambda p: p.stat().st_mtime)
 
 
 def only_run(save_dir: Path, name: str) -> Path:

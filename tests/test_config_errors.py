@@ -207,12 +207,14 @@ def test_checkpoint_messages_say_what_is_wrong_and_only_what_works(tmp_path, dig
     assert "weights_only" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run_script("train.py", "-r", empty)
-    assert r.returncode == 2
-    assert r.stderr.strip() == \
-        f"error: {empty} is a folder, not a checkpoint: it holds no checkpoint"
-    r = run_script("train.py", "-r", digits_run)
-    assert r.returncode == 2 and f"e.g. {digits_run / 'model_best.pth'}" in r.stderr
+    for script in ("train.py", "test.py"):
+        r = run_script(script, "-r", empty)
+        assert r.returncode == 2
+        assert r.stderr.strip() == f"error: {empty}: the folder holds no checkpoint (no " \
+            "model_best.pth, checkpoint-epoch<N>.pth or checkpoint-interrupted.pth)"
+    r = run_script("train.py", "-r", digits_run)  # a run folder resumes its newest checkpoint
+    assert r.returncode == 0, r.stderr
+    assert f"{digits_run / 'checkpoint-epoch30.pth'}: the checkpoint is at epoch 30" in r.stdout
 
 
 def test_test_py_takes_a_run_folders_best_model(tmp_path, digits_run):

@@ -63,6 +63,7 @@ def test_the_final_commands_work_when_pasted(default_run):
     r = run_as_printed(test_cmd, repo)
     assert r.returncode == 0, r.stderr
     run_dir = repo / shlex.split(test_cmd)[-1].rsplit("/", 1)[0]
+    assert (run_dir.parent / "latest").read_text() == f"{run_dir.name}\n"
     assert read_json(run_dir / "test_metrics.json")["accuracy"] > 0.9
 
     resume_cmd = longer.split(":", 1)[1].strip()

@@ -44,7 +44,7 @@ def sweep_folder(save_dir: Path, name: str) -> Path:
 
 def model_runs(save_dir: Path, name: str = "tiny") -> list[Path]:
     root = save_dir / "models" / name
-    return sorted(root.iterdir()) if root.is_dir() else []
+    return sorted(p for p in root.iterdir() if p.name != "latest") if root.is_dir() else []
 
 
 def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):

@@ -30,6 +30,7 @@ from trainer.class_weights import criterion_args, resolved_loss, validate_weight
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
+from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
 from utils.schema import (
@@ -265,7 +266,7 @@ class ConfigParser:
         """Read -c/-r/overrides, validate, and return the parser (nothing is written)."""
         overrides = command_overrides(args)
         checkpoint = None
-        resume = Path(args.resume) if getattr(args, "resume", None) else None
+        resume = resolve_checkpoint_arg(args.resume) if getattr(args, "resume", None) else None
         if resume is not None:
             checkpoint = load_checkpoint(resume)
         if getattr(args, "config", None):

@@ -25,7 +25,8 @@ from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp, evaluation_stats
 from utils import dist
-from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
+from utils.checkpoint import BEST_NAME
+from utils.checkpoint_arg import newest_checkpoint, resolve_checkpoint_arg
 from utils.errors import ConfigError
 from utils.files import write_json
 
@@ -70,7 +71,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     dist.barrier()  # every rank is done before any tears the process group down
     best = run.save_dir / BEST_NAME
     for line in next_commands(best if best.is_file() else None,
-                              latest_epoch_checkpoint(run.save_dir), config.trainer["epochs"],
+                              newest_checkpoint(run.save_dir), config.trainer["epochs"],
                               dist.launch_command()):
         get_logger().info(line)
     return 0
@@ -155,10 +156,11 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
          weights: str | None = None) -> int:
     """Evaluate `checkpoint` on its config's test split (or write predictions with
     `predict_input`: '' for the test split, else a CSV file); the process exit code.
-    A run folder stands for its model_best.pth. `weights`: raw, ema or swa (None: the
-    weights the run monitored)."""
-    if checkpoint.is_dir() and (checkpoint / BEST_NAME).is_file():
-        checkpoint = checkpoint / BEST_NAME
+    A run folder or `latest` pointer stands for its model_best.pth. `weights`: raw, ema or
+    swa (None: the weights the run monitored)."""
+    given, checkpoint = checkpoint, resolve_checkpoint_arg(checkpoint, best=True)
+    if checkpoint != given:
+        print(f"checkpoint: {checkpoint}")
     config = ConfigParser.from_checkpoint(checkpoint)
     setup_logging(config.trainer["verbosity"])
     data_loader = config.build_data_loader(training=False)

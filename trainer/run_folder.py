@@ -13,6 +13,7 @@ from utils.checkpoint import epoch_checkpoints
 from utils.errors import RunError
 from utils.files import remove_stale_temporaries, write_json
 from utils.run_lock import lock_run_folder, unlock_run_folder
+from utils.run_pointer import write_latest
 
 
 @dataclass(frozen=True)
@@ -89,4 +90,5 @@ def _create(config: ConfigParser) -> RunFolder:
     log_dir = root / "log" / name / run_id
     log_dir.mkdir(parents=True, exist_ok=True)
     write_json(config.config, save_dir / "config.json")
+    write_latest(save_dir)  # saved/models/<name>/latest: this run (rank 0 alone gets here)
     return RunFolder(run_id, save_dir, log_dir, reused=reuse is not None)
