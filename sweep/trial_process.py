@@ -63,13 +63,19 @@ def train_and_test(launcher: Launcher, sweep: Sweep, number: int, config: dict, 
     return record
 
 
+def in_sweep_folder(config: dict, sweep: Sweep) -> dict:
+    """The trial's config with its run folders under the sweep folder
+    (<sweep folder>/models/<name>/<run_id>/, <sweep folder>/log/...), not among the user's runs."""
+    return {**config, "trainer": {**config["trainer"], "save_dir": str(sweep.folder)}}
+
+
 def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, record: dict,
                 poll: Callable[[subprocess.Popen], None] | None) -> dict | None:
     """train.py from the trial's config, or resumed from where it stopped; None when the
     sweep stopped before it started. train.py --run-file tells where its run folders are."""
     log, run_file = trial_file(sweep, "logs", number, ".log"), trial_file(sweep, "runs", number)
     config_path = trial_file(sweep, "configs", number)
-    write_json(config, config_path)
+    write_json(in_sweep_folder(config, sweep), config_path)
     if not record.get("status"):  # no record: killed with its sweep (kill -9) before writing one
         earlier = read_json(run_file) if run_file.is_file() else None
         if earlier and earlier.get("run_dir"):

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENV, REPO, read_csv, read_json, run_script, train, tree_snapshot
+from conftest import (
+    ENV,
+    REPO,
+    read_csv,
+    read_json,
+    run_script,
+    train,
+    tree_snapshot,
+    trial_run_dirs,
+)
 
 TINY = {
     "name": "tiny",
@@ -43,8 +52,9 @@ def sweep_folder(save_dir: Path, name: str) -> Path:
 
 
 def model_runs(save_dir: Path, name: str = "tiny") -> list[Path]:
-    root = save_dir / "models" / name
-    return sorted(root.iterdir()) if root.is_dir() else []
+    """The trials' run folders (in the sweep folder); the user's own saved/models stays empty."""
+    assert not (save_dir / "models").exists() and not (save_dir / "log").exists()
+    return trial_run_dirs(save_dir, name)
 
 
 def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
@@ -78,11 +88,12 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
     assert f"- checkpoint: {rows[0]['run_dir']}/model_best.pth" in summary
     assert "Best: trial" in result.stdout
 
-    before = tree_snapshot(save_dir / "models")
+    assert all(r.parent.parent.parent == folder for r in runs)  # <sweep folder>/models/tiny/
+    before = tree_snapshot(folder / "models")
     again = train(*args, save_dir=save_dir)
     assert again.returncode == 0, again.stderr
     assert "4 finished earlier, 0 to run" in again.stdout
-    assert tree_snapshot(save_dir / "models") == before
+    assert tree_snapshot(folder / "models") == before
     assert [r["run_dir"] for r in read_csv(folder / "summary.csv")] == \
         [r["run_dir"] for r in rows]
 
@@ -235,8 +246,9 @@ def test_ctrl_c_stops_launching_and_leaves_a_consistent_summary(tmp_path, save_d
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not list(save_dir.glob("log/tiny/*/metrics.csv")) or \
-            len(list(save_dir.glob("log/tiny/*/metrics.csv"))[0].read_text().splitlines()) < 3:
+    metrics = "sweeps/tiny/*/log/tiny/*/metrics.csv"
+    while not list(save_dir.glob(metrics)) or \
+            len(list(save_dir.glob(metrics))[0].read_text().splitlines()) < 3:
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
