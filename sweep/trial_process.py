@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sweep.definition import Sweep
+from sweep.definition import Sweep, Trial, describe
 from sweep.launcher import Launcher, say
-from sweep.records import best_checkpoint, fmt, resume_point, trial_file
+from sweep.records import add_best, best_checkpoint, fmt, is_done, resume_point, trial_file
 from utils.files import read_json, write_json
 from utils.signals import EXIT_CODES, signal_name
 
@@ -122,3 +122,17 @@ def print_trial_line(record: dict, sweep: Sweep) -> None:
     if record.get("run_dir"):
         line += f"  [{record['run_dir']}]"
     say(line)
+
+
+def run_planned_trial(launcher: Launcher, sweep: Sweep, trial: Trial, earlier: dict,
+                      test: bool) -> dict | None:
+    """One trial of the plan, trained unless it finished earlier, then tested; its record
+    (None when the sweep stopped before it started)."""
+    record = {**earlier, "trial": trial.number, "key": trial.key, "params": trial.params}
+    train = not is_done(earlier, False)
+    say(f"trial {trial.number} {'started' if train else 'testing'}: {describe(trial.params)}")
+    try:
+        record = train_and_test(launcher, sweep, trial.number, trial.config, record, train, test)
+    except Exception as e:  # a bug or an OS error: recorded, the others go on
+        record.update(status="failed", error=f"{type(e).__name__}: {e}")
+    return None if record is None else add_best(record, sweep)
