@@ -208,6 +208,24 @@ def test_optuna_method_without_optuna_names_the_pip_command(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+def test_without_optuna_a_grid_runs_in_one_process_as_before(tmp_path, save_dir):
+    fake = tmp_path / "fake" / "optuna"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named optuna')\n")
+    cfg = write_config(tmp_path / "c.yaml", save_dir=str(save_dir))
+    args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,0.001")
+    result = run_script("train.py", *args, env={"PYTHONPATH": str(fake.parent)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 finished earlier, 2 to run" in result.stdout and "queue" not in result.stdout
+    folder = sweep_folder(save_dir, "tiny")
+    assert {r["status"] for r in read_csv(folder / "summary.csv")} == {"finished"}
+    assert not (folder / "study.journal").exists() and len(model_runs(save_dir)) == 2
+    bad = run_script("train.py", *args, "+sweep.storage=sqlite:///x.db",
+                     env={"PYTHONPATH": str(fake.parent)})
+    assert bad.returncode == 2 and "sweep.storage: the shared trial queue runs on Optuna" in \
+        bad.stderr
+
+
 @pytest.mark.skipif(not HAS_OPTUNA, reason="needs the optional extra: pip install optuna")
 def test_two_optuna_workers_share_one_sqlite_study(tmp_path, save_dir):
     import optuna
