@@ -18,11 +18,11 @@ from utils.errors import ConfigError
 from utils.schema import parse_monitor
 
 SWEEP_KEYS = ("name", "method", "trials", "seed", "metric", "parameters", "storage", "pruner",
-              "study")
+              "study", "heartbeat_interval", "grace_period")
 OWN_METHODS = ("grid", "random")
 OPTUNA_SAMPLERS = {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler",
                    "gp": "GPSampler", "nsga2": "NSGAIISampler"}
-OPTUNA_ONLY = ("storage", "pruner", "study")
+OPTUNA_ONLY = ("pruner", "study")
 PRUNERS = ("median", "hyperband", "none")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
 OPTUNA_PIP = "pip install optuna  (or: pip install -e '.[sweep]')"
@@ -88,6 +88,8 @@ class Sweep:
     storage: str | None = None
     pruner: str = "median"
     study: str | None = None
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (the queue)
+    grace_period: int = 60  # seconds without one before its trial is failed and retried
     sweep_id: str = ""
     raw: dict = field(default_factory=dict)  # the config as given, overrides applied
     plan: list[Trial] = field(default_factory=list)  # grid and random: every trial up front
@@ -115,7 +117,8 @@ class Sweep:
                 "seed": self.seed if self.method == "random" else None,
                 "parameters": {p.label: p.spec() for p in self.params},
                 "storage": self.storage, "pruner": self.pruner if self.uses_optuna else None,
-                "study": self.study, "source": self.source, "command": command,
+                "study": self.study, "heartbeat_interval": self.heartbeat_interval,
+                "grace_period": self.grace_period, "source": self.source, "command": command,
                 "config": self.base}
 
 

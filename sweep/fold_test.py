@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from logger.class_report import is_classification
-from sweep.records import best_checkpoint
+from sweep.records import best_checkpoint, trial_run_dir
 from sweep.replicates import REPLICATE_KEYS, mean_std
 from trainer.parse_config import ConfigParser
 from trainer.predict import collect_outputs
@@ -67,7 +67,7 @@ def test_sweep(folder: Path, output: Path | None = None) -> int:
     """Evaluate every finished trial of `folder`; the process exit code."""
     rows, outputs, target = [], [], None
     for record in finished_trials(folder):
-        ckpt = best_checkpoint(record.get("run_dir"))
+        ckpt = best_checkpoint(trial_run_dir(folder, record.get("run_dir")))
         if ckpt is None:
             raise ConfigError(f"{folder}: trial {record['trial']} has no checkpoint in "
                               f"{record.get('run_dir')}")

@@ -7,7 +7,9 @@ the sweep, which passes it on once: each trial saves a checkpoint and exits
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +23,19 @@ from utils.signals import exit_code, signal_name, stop_signals_handled
 
 POLL_SECONDS = 0.3
 _say_lock = threading.Lock()
+PR_SET_PDEATHSIG = 1
+try:  # loaded here: the child between fork and exec only calls it
+    _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:
+    _libc = None
+
+
+def _stop_with_parent() -> None:
+    """In a trial's process before exec: SIGTERM when the sweep worker dies (even by kill -9),
+    so an orphan saves its interrupt checkpoint and exits instead of training on unrecorded
+    while the queue hands the trial to another worker."""
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def cpu_count() -> int:
@@ -74,7 +89,7 @@ class Launcher:
                 if self.stop_signal is not None:
                     return None
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_stop_with_parent)
                 self.procs.add(proc)
             try:
                 return self._wait(proc, poll)

@@ -1,9 +1,12 @@
 """Optuna methods (tpe, cmaes, qmc, gp, nsga2): Optuna proposes, train.py processes run.
 
-The study lives in `storage` (default: study.db in the sweep folder), so the
-same command started on several machines (or twice on one) shares one study:
-each worker asks for a trial, runs it as an ordinary run, and tells the
-result, until the study holds `trials` finished or pruned trials. Pruning: the
+The study lives in `storage` (default: Optuna's journal file study.journal in
+the sweep folder; sweep/queue.py), so the same command started on several
+machines (or twice on one) shares one study: each worker asks for a trial,
+runs it as an ordinary run, and tells the result, until the study holds
+`trials` finished or pruned trials. A trial whose worker died (its heartbeat
+stopped) is retried by the next free worker, from the checkpoint in the
+original trial's folder. Pruning: the
 worker reads the trial's metrics.csv as it grows, reports the metric per
 epoch, and stops a trial Optuna prunes with SIGTERM (it saves a checkpoint).
 The summary is read from the study, so it shows every worker's trials.
@@ -15,13 +18,13 @@ import json
 import math
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from sweep.definition import OPTUNA_SAMPLERS, Param, Sweep, describe, import_optuna
 from sweep.launcher import Launcher, say
 from sweep.plan import make_trial
+from sweep.queue import TrialQueue, storage_label, wait_for_writer
 from sweep.records import (
     add_best,
     prepare_folder,
@@ -31,7 +34,7 @@ from sweep.records import (
     write_summary,
 )
 from sweep.trial_process import print_trial_line, train_and_test
-from utils.errors import ConfigError, RunError
+from utils.errors import ConfigError
 from utils.files import read_json
 
 ATTRS = ("status", "error", "run_dir", "log_dir", "best", "best_epoch", "test", "seconds",
@@ -60,9 +63,8 @@ def decode_params(params: dict, sweep: Sweep) -> dict:
     return {k: json.loads(v) if k in encoded else v for k, v in params.items()}
 
 
-def open_study(sweep: Sweep, optuna: Any) -> Any:
-    """The sweep's study in its storage, created by whichever worker comes first."""
-    url = sweep.storage or f"sqlite:///{(sweep.folder / 'study.db').resolve()}"
+def make_sampler(sweep: Sweep, optuna: Any) -> Any:
+    """The Optuna sampler of the sweep's method, and its pruner."""
     try:
         sampler = getattr(optuna.samplers, OPTUNA_SAMPLERS[sweep.method])()
     except ImportError as e:
@@ -73,24 +75,7 @@ def open_study(sweep: Sweep, optuna: Any) -> Any:
                           f"{optuna.__version__}): pip install -U optuna") from None
     pruner = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
               "none": optuna.pruners.NopPruner}[sweep.pruner]()
-    error: Exception | None = None
-    for attempt in range(5):  # workers starting together race to create a new database
-        try:
-            storage = url
-            if url.startswith("sqlite"):  # several workers: wait for the file lock, do not fail
-                storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": {"timeout": 60}})
-            return optuna.create_study(
-                study_name=sweep.study or f"{sweep.name}-{sweep.sweep_id}", storage=storage,
-                sampler=sampler, pruner=pruner, load_if_exists=True,
-                direction="minimize" if sweep.metric_mode == "min" else "maximize")
-        except ImportError as e:
-            raise ConfigError(f"sweep.storage: {url} needs a database driver: {e}") from None
-        except Exception as e:  # sqlalchemy / optuna errors: cannot reach or use the storage
-            error = e
-            time.sleep(0.5 + attempt)
-    message = str(error).splitlines()[0] if str(error) else ""
-    raise RunError(f"sweep.storage: cannot open {url}: {type(error).__name__}: {message}")
+    return sampler, pruner
 
 
 class Pruning:
@@ -134,6 +119,7 @@ class OptunaSweep:
         self.ask_lock = threading.Lock()
         self.failures = 0
         self.study: Any = None
+        self.queue: TrialQueue | None = None
 
     def active(self) -> list:
         """Trials that count towards `trials`: finished, pruned, or being run by some worker."""
@@ -142,34 +128,46 @@ class OptunaSweep:
             state.COMPLETE, state.PRUNED, state.RUNNING, state.WAITING))
 
     def ask(self) -> Any | None:
-        """A new trial, or None when the study is full (checked again after asking, since
-        another worker may have asked at the same moment)."""
+        """A retried trial, else a new one while the study is not full, else None (checked
+        again after asking, since a worker on another machine may have asked at once)."""
         with self.ask_lock:
-            if len(self.active()) >= self.sweep.trials or self.failures >= self.sweep.trials:
-                return None
-            trial = self.study.ask()
+            full = len(self.active()) >= self.sweep.trials or \
+                self.failures >= self.sweep.trials
+            trial = self.queue.take(may_sample=not full)
+            if trial is None or self.queue.frozen(trial).system_attrs.get("failed_trial") \
+                    is not None:
+                return trial
             ahead = [t for t in self.active() if t.number < trial.number]
             if len(ahead) >= self.sweep.trials:
-                trial.set_user_attr("surplus", True)
-                self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                self.queue.tell(trial, attrs={"surplus": True})
                 return None
             return trial
 
     def work(self, _worker: int) -> None:
-        """One worker: ask for a trial and run it, until the study is full or the sweep stops."""
+        """One worker: ask for a trial and run it, until the study is full (and no other
+        worker runs a trial this one may have to take over) or the sweep stops."""
         while not self.launcher.stopping:
             trial = self.ask()
             if trial is None:
-                return
-            self.run_trial(trial)
+                if not self.queue.busy_elsewhere():
+                    return
+                self.queue.idle_wait()
+                continue
+            with self.queue.heartbeat(trial):
+                self.run_trial(trial)
 
     def run_trial(self, trial: Any) -> None:
         """Run an asked trial, tell Optuna how it ended, record it."""
         sweep = self.sweep
         values = {p.label: suggest(trial, p) for p in sweep.params}
-        say(f"trial {trial.number} started: {describe(values)}")
-        pruning = Pruning(trial, sweep, trial_file(sweep, "runs", trial.number))
-        record = self.trial_record(trial.number, values, pruning)
+        number = self.queue.folder_number(trial)  # a retry goes on in its original's folder
+        retry = f" (retry of trial {number})" if number != trial.number else ""
+        say(f"trial {number} started{retry}: {describe(values)}")
+        run_file = trial_file(sweep, "runs", number)
+        if retry and run_file.is_file():  # the dead worker's train.py may still be saving
+            wait_for_writer((read_json(run_file) or {}).get("run_dir"), sweep.grace_period)
+        pruning = Pruning(trial, sweep, run_file)
+        record = self.trial_record(number, values, pruning)
         if pruning.pruned:
             record.update(status="pruned", error="")
         add_best(record, sweep)
@@ -199,28 +197,28 @@ class OptunaSweep:
     def tell(self, trial: Any, record: dict) -> None:
         """The record's fields as the trial's user attributes, and its value or state."""
         state = self.optuna.trial.TrialState
-        for key in ATTRS:
-            trial.set_user_attr(key, record.get(key))
+        attrs = {key: record.get(key) for key in ATTRS}
         if record["status"] == "finished":
-            self.study.tell(trial, record["best"])
+            self.queue.tell(trial, record["best"], attrs=attrs)
         elif record["status"] == "pruned":
-            self.study.tell(trial, state=state.PRUNED)
+            self.queue.tell(trial, state=state.PRUNED, attrs=attrs)
         else:
             self.failures += record["status"] == "failed"
-            self.study.tell(trial, state=state.FAIL)
+            self.queue.tell(trial, state=state.FAIL, attrs=attrs)
 
     def rows(self) -> list[dict]:
         """One summary row per trial of the study (every worker's)."""
         state = self.optuna.trial.TrialState
         names = {state.COMPLETE: "finished", state.PRUNED: "pruned", state.FAIL: "failed",
                  state.RUNNING: "running", state.WAITING: "waiting"}
-        rows = []
-        for t in self.study.get_trials(deepcopy=False):
+        rows, latest = [], {}
+        for t in self.study.get_trials(deepcopy=False):  # a retry replaces the trial it retries
+            if not t.user_attrs.get("surplus"):
+                latest[t.system_attrs.get("failed_trial", t.number)] = t
+        for number, t in sorted(latest.items()):
             attrs = t.user_attrs
-            if attrs.get("surplus"):
-                continue
             row = {k: attrs.get(k) for k in ATTRS}
-            row.update(trial=t.number, params=decode_params(t.params, self.sweep),
+            row.update(trial=number, params=decode_params(t.params, self.sweep),
                        status=names.get(t.state, str(t.state)) if t.state != state.FAIL
                        else attrs.get("status") or "failed")
             if t.state == state.COMPLETE:
@@ -231,10 +229,12 @@ class OptunaSweep:
     def run(self, command: list[str]) -> int:
         sweep = self.sweep
         prepare_folder(sweep, command)
-        self.study = open_study(sweep, self.optuna)
+        self.queue = TrialQueue(sweep, self.optuna, *make_sampler(sweep, self.optuna))
+        self.study = self.queue.study
         done = len(self.active())
         print(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method} (Optuna), study "
-              f"'{self.study.study_name}' holds {done} of {sweep.trials} trials; "
+              f"'{self.study.study_name}' in {storage_label(sweep)} holds {done} of "
+              f"{sweep.trials} trials; "
               f"{self.launcher.jobs} at once with {self.launcher.threads} CPU thread(s) each; "
               f"folder {sweep.folder}", flush=True)
         self.launcher.run_workers(self.work, list(range(self.launcher.jobs)))

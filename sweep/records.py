@@ -6,6 +6,9 @@
         configs/trial-003.json   the config each trial is started with
         logs/trial-003.log       its train.py (and test.py) output
         runs/trial-003.json      its run folders, as train.py --run-file writes them
+        models/<name>/<run_id>/  each trial's run folder (checkpoints, config.json)
+        log/<name>/<run_id>/     and its log folder (metrics.csv): trials never land among
+                                 the user's own runs in saved/models/
         trials/trial-003.json    its record: status, error, run folder, test metrics
 """
 
@@ -70,6 +73,18 @@ def resume_point(record: dict) -> Path | None:
     if (run_dir / INTERRUPT_NAME).is_file():
         return run_dir / INTERRUPT_NAME
     return latest_epoch_checkpoint(run_dir) if run_dir.is_dir() else None
+
+
+def trial_run_dir(folder: Path, run_dir: str | None) -> Path | None:
+    """A trial's run folder as recorded, else found inside `folder` (a sweep folder moved, or
+    shared by machines that mount it elsewhere): its path after the sweep folder's name."""
+    if not run_dir:
+        return None
+    path = Path(run_dir)
+    if path.is_dir() or folder.name not in path.parts:
+        return path
+    parts = path.parts
+    return folder.joinpath(*parts[len(parts) - parts[::-1].index(folder.name):])
 
 
 def best_checkpoint(run_dir: str | Path | None) -> Path | None:

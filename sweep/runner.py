@@ -11,6 +11,7 @@ from sweep.definition import Sweep, Trial, describe
 from sweep.launcher import Launcher, say
 from sweep.mlflow_parent import open_parent
 from sweep.optuna_search import run_optuna
+from sweep.queue_plan import QueuedPlan
 from sweep.records import (
     add_best,
     is_done,
@@ -19,7 +20,7 @@ from sweep.records import (
     save_record,
     write_summary,
 )
-from sweep.trial_process import print_trial_line, train_and_test
+from sweep.trial_process import print_trial_line, run_planned_trial
 
 
 def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False,
@@ -35,7 +36,18 @@ def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False,
     command = ["train.py", *(argv or [])]
     if sweep.uses_optuna:
         return run_optuna(sweep, jobs or 1, test, command)
+    if has_optuna():  # the sweep extra: Optuna's storage is the trial queue of every worker
+        return QueuedPlan(sweep, jobs or 1, test).run(command)
     return run_plan(sweep, jobs or 1, test, command)
+
+
+def has_optuna() -> bool:
+    """Whether the sweep extra is installed (and imports)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def print_plan(sweep: Sweep) -> None:
@@ -50,7 +62,8 @@ def print_plan(sweep: Sweep) -> None:
 
 
 def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
-    """Run every trial of a grid or random sweep not finished earlier; write the summary."""
+    """Run every trial of a grid or random sweep not finished earlier, in this process alone
+    (without the sweep extra: no shared queue); write the summary."""
     folder = prepare_folder(sweep, command)
     records = load_records(folder)
     todo = [t for t in sweep.plan if not is_done(records.get(t.key), test)]
@@ -76,17 +89,3 @@ def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
         rows.append(add_best(record, sweep))
     print(write_summary(sweep, rows), flush=True)
     return launcher.final_exit_code(sum(r["status"] == "failed" for r in rows), len(rows))
-
-
-def run_planned_trial(launcher: Launcher, sweep: Sweep, trial: Trial, earlier: dict,
-                      test: bool) -> dict | None:
-    """One trial of the plan, trained unless it finished earlier, then tested; its record
-    (None when the sweep stopped before it started)."""
-    record = {**earlier, "trial": trial.number, "key": trial.key, "params": trial.params}
-    train = not is_done(earlier, False)
-    say(f"trial {trial.number} {'started' if train else 'testing'}: {describe(trial.params)}")
-    try:
-        record = train_and_test(launcher, sweep, trial.number, trial.config, record, train, test)
-    except Exception as e:  # a bug or an OS error: recorded, the others go on
-        record.update(status="failed", error=f"{type(e).__name__}: {e}")
-    return None if record is None else add_best(record, sweep)

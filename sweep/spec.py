@@ -15,18 +15,22 @@ trials as separate `train.py` processes; sweep/optuna_search.py drives Optuna.
       parameters:
         optimizer.args.lr: [0.1, 0.01]
         arch.args.hidden: {distribution: int_uniform, low: 16, high: 128}
-      storage: sqlite:///study.db  # Optuna only (default: study.db in the sweep folder)
+      storage: postgresql://u:p@host/db  # the trial queue (default: study.journal in the folder)
+      heartbeat_interval: 10       # seconds between a running trial's heartbeats
+      grace_period: 60             # seconds without one: the trial is failed and retried
       pruner: median               # Optuna only: median | hyperband | none
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict
 from typing import Any
 
 from sweep.definition import (
     DISTRIBUTIONS,
     OPTUNA_ONLY,
+    OPTUNA_PIP,
     OPTUNA_SAMPLERS,
     OWN_METHODS,
     PRUNERS,
@@ -136,6 +140,9 @@ def checked_sweep(raw: dict, resolved: dict, section: Any, source: str,
     base, _ = validate_config(resolved)
     sweep = parse_section(section, base, source, cli_params, fixed_keys=fixed_keys, test=test)
     sweep.raw = raw
+    if sweep.storage is not None and importlib.util.find_spec("optuna") is None:
+        raise ConfigError(f"sweep.storage: the shared trial queue runs on Optuna, which is not "
+                          f"installed; install it with: {OPTUNA_PIP}")
     if sweep.uses_optuna:
         import_optuna(sweep.method)
         check_optuna_space(sweep, raw)
@@ -179,7 +186,13 @@ def parse_section(section: Any, base: dict, source: str, cli_params: list[Param]
     metric = check_metric(section.get("metric", base["trainer"]["monitor"]), base, test)
     storage = section.get("storage")
     expect(storage is None or (isinstance(storage, str) and "://" in storage), "sweep.storage",
-           "an Optuna storage URL such as sqlite:///study.db", storage)
+           "an Optuna storage URL such as postgresql://user:pass@host/db", storage)
+    beats = {k: section.get(k, d) for k, d in (("heartbeat_interval", 10), ("grace_period", 60))}
+    for k, v in beats.items():
+        expect(is_int(v) and v >= 1, f"sweep.{k}", "a positive integer (seconds)", v)
+    if beats["grace_period"] <= beats["heartbeat_interval"]:
+        raise ConfigError(f"sweep.grace_period: must exceed heartbeat_interval "
+                          f"({beats['heartbeat_interval']}), got {beats['grace_period']}")
     pruner = section.get("pruner", "median")
     expect(pruner in PRUNERS, "sweep.pruner", f"one of {', '.join(PRUNERS)}", pruner)
     study = section.get("study")
@@ -187,7 +200,7 @@ def parse_section(section: Any, base: dict, source: str, cli_params: list[Param]
            "a study name", study)
     return Sweep(name=name, method=method, params=params, metric=metric, base=base,
                  source=source, trials=trials, seed=seed, storage=storage, pruner=pruner,
-                 study=study)
+                 study=study, **beats)
 
 
 def parse_method(section: dict) -> str:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sweep.definition import Sweep
+from sweep.definition import Sweep, Trial, describe
 from sweep.launcher import Launcher, say
-from sweep.records import best_checkpoint, fmt, resume_point, trial_file
+from sweep.records import add_best, best_checkpoint, fmt, is_done, resume_point, trial_file
 from utils.files import read_json, write_json
 from utils.signals import EXIT_CODES, signal_name
 
@@ -63,13 +63,19 @@ def train_and_test(launcher: Launcher, sweep: Sweep, number: int, config: dict, 
     return record
 
 
+def in_sweep_folder(config: dict, sweep: Sweep) -> dict:
+    """The trial's config with its run folders under the sweep folder
+    (<sweep folder>/models/<name>/<run_id>/, <sweep folder>/log/...), not among the user's runs."""
+    return {**config, "trainer": {**config["trainer"], "save_dir": str(sweep.folder)}}
+
+
 def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, record: dict,
                 poll: Callable[[subprocess.Popen], None] | None) -> dict | None:
     """train.py from the trial's config, or resumed from where it stopped; None when the
     sweep stopped before it started. train.py --run-file tells where its run folders are."""
     log, run_file = trial_file(sweep, "logs", number, ".log"), trial_file(sweep, "runs", number)
     config_path = trial_file(sweep, "configs", number)
-    write_json(config, config_path)
+    write_json(in_sweep_folder(config, sweep), config_path)
     if not record.get("status"):  # no record: killed with its sweep (kill -9) before writing one
         earlier = read_json(run_file) if run_file.is_file() else None
         if earlier and earlier.get("run_dir"):
@@ -116,3 +122,17 @@ def print_trial_line(record: dict, sweep: Sweep) -> None:
     if record.get("run_dir"):
         line += f"  [{record['run_dir']}]"
     say(line)
+
+
+def run_planned_trial(launcher: Launcher, sweep: Sweep, trial: Trial, earlier: dict,
+                      test: bool) -> dict | None:
+    """One trial of the plan, trained unless it finished earlier, then tested; its record
+    (None when the sweep stopped before it started)."""
+    record = {**earlier, "trial": trial.number, "key": trial.key, "params": trial.params}
+    train = not is_done(earlier, False)
+    say(f"trial {trial.number} {'started' if train else 'testing'}: {describe(trial.params)}")
+    try:
+        record = train_and_test(launcher, sweep, trial.number, trial.config, record, train, test)
+    except Exception as e:  # a bug or an OS error: recorded, the others go on
+        record.update(status="failed", error=f"{type(e).__name__}: {e}")
+    return None if record is None else add_best(record, sweep)

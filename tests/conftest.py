@@ -40,6 +40,12 @@ def run_dirs(save_dir: Path, name: str) -> list[Path]:
                   key=lambda p: p.stat().st_mtime)
 
 
+def trial_run_dirs(save_dir: Path, name: str) -> list[Path]:
+    """The run folders of sweep (fold, repeat) trials: they live in their sweep folder,
+    saved/sweeps/<name>/<sweep_id>/models/<config name>/<run_id>/, not in saved/models/."""
+    return sorted(p for p in (save_dir / "sweeps" / name).glob("*/models/*/*") if p.is_dir())
+
+
 def only_run(save_dir: Path, name: str) -> Path:
     runs = run_dirs(save_dir, name)
     assert len(runs) == 1, runs

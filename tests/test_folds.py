@@ -87,6 +87,9 @@ def test_three_folds_summary_is_mean_and_sample_std_of_the_folds(unbroken):
     assert {r["status"] for r in rows} == {"finished"}
     run_dirs = [Path(r["run_dir"]) for r in rows]
     assert len(set(run_dirs)) == 3
+    # the folds' runs live in their sweep folder, not among the user's runs in saved/models
+    assert all(r.parent.parent.parent == unbroken for r in run_dirs)
+    assert not (unbroken.parent.parent.parent / "models").exists()
     for fold, run_dir in enumerate(run_dirs):
         args = read_json(run_dir / "config.json")["data_loader"]["args"]
         assert (args["folds"], args["fold"]) == (3, fold)

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENV, REPO, read_csv, read_json, run_script, train, tree_snapshot
+from conftest import (
+    ENV,
+    REPO,
+    read_csv,
+    read_json,
+    run_script,
+    train,
+    tree_snapshot,
+    trial_run_dirs,
+)
 
 TINY = {
     "name": "tiny",
@@ -43,8 +52,9 @@ def sweep_folder(save_dir: Path, name: str) -> Path:
 
 
 def model_runs(save_dir: Path, name: str = "tiny") -> list[Path]:
-    root = save_dir / "models" / name
-    return sorted(p for p in root.iterdir() if p.name != "latest") if root.is_dir() else []
+    """The trials' run folders (in the sweep folder); the user's own saved/models stays empty."""
+    assert not (save_dir / "models").exists() and not (save_dir / "log").exists()
+    return trial_run_dirs(save_dir, name)
 
 
 def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
@@ -78,11 +88,12 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
     assert f"- checkpoint: {rows[0]['run_dir']}/model_best.pth" in summary
     assert "Best: trial" in result.stdout
 
-    before = tree_snapshot(save_dir / "models")
+    assert all(r.parent.parent.parent == folder for r in runs)  # <sweep folder>/models/tiny/
+    before = tree_snapshot(folder / "models")
     again = train(*args, save_dir=save_dir)
     assert again.returncode == 0, again.stderr
     assert "4 finished earlier, 0 to run" in again.stdout
-    assert tree_snapshot(save_dir / "models") == before
+    assert tree_snapshot(folder / "models") == before
     assert [r["run_dir"] for r in read_csv(folder / "summary.csv")] == \
         [r["run_dir"] for r in rows]
 
@@ -197,6 +208,24 @@ def test_optuna_method_without_optuna_names_the_pip_command(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+def test_without_optuna_a_grid_runs_in_one_process_as_before(tmp_path, save_dir):
+    fake = tmp_path / "fake" / "optuna"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named optuna')\n")
+    cfg = write_config(tmp_path / "c.yaml", save_dir=str(save_dir))
+    args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,0.001")
+    result = run_script("train.py", *args, env={"PYTHONPATH": str(fake.parent)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 finished earlier, 2 to run" in result.stdout and "queue" not in result.stdout
+    folder = sweep_folder(save_dir, "tiny")
+    assert {r["status"] for r in read_csv(folder / "summary.csv")} == {"finished"}
+    assert not (folder / "study.journal").exists() and len(model_runs(save_dir)) == 2
+    bad = run_script("train.py", *args, "+sweep.storage=sqlite:///x.db",
+                     env={"PYTHONPATH": str(fake.parent)})
+    assert bad.returncode == 2 and "sweep.storage: the shared trial queue runs on Optuna" in \
+        bad.stderr
+
+
 @pytest.mark.skipif(not HAS_OPTUNA, reason="needs the optional extra: pip install optuna")
 def test_two_optuna_workers_share_one_sqlite_study(tmp_path, save_dir):
     import optuna
@@ -235,8 +264,9 @@ def test_ctrl_c_stops_launching_and_leaves_a_consistent_summary(tmp_path, save_d
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not list(save_dir.glob("log/tiny/*/metrics.csv")) or \
-            len(list(save_dir.glob("log/tiny/*/metrics.csv"))[0].read_text().splitlines()) < 3:
+    metrics = "sweeps/tiny/*/log/tiny/*/metrics.csv"
+    while not list(save_dir.glob(metrics)) or \
+            len(list(save_dir.glob(metrics))[0].read_text().splitlines()) < 3:
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
