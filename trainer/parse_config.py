@@ -26,6 +26,7 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
+from trainer.compiling import validate_compile
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -113,6 +114,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
            "a number >= 0 (0 or null = off)", clip)
     resolved["ema"] = validate_ema(resolved["ema"])
+    resolved["compile"] = validate_compile(resolved["compile"])
     for key in ("len_epoch", "max_steps"):
         expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
                f"trainer.{key}", "a positive integer or null (off)", resolved[key])
