@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-file", metavar="FILE",
                         help="write the run's folders (run_id, run_dir, log_dir) to FILE as JSON "
                              "once they exist (sweeps use it to find their trials' runs)")
+    parser.add_argument("--find-lr", action="store_true",
+                        help="LR range test: write lr_find.csv and lr_find.png here, print the "
+                             "suggested lr (no run folder; --apply writes <config>_lr.<ext>)")
+    parser.add_argument("--apply", action="store_true",
+                        help="with --find-lr: also write the config with the suggested lr")
     parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE",
                         help="config overrides")
     return parser.parse_intermixed_args(argv)  # overrides may come before and after options
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         from logger.logger import close_logging
         from sweep.runner import run_sweep
         from sweep.spec import load_sweep
+        from trainer.lr_finder import find_lr
         from trainer.parse_config import ConfigParser
         from trainer.run import train
         from utils import dist
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return missing_dependency(e)
 
     try:
+        if args.find_lr or args.apply:  # the range test: no sweep, no run folder
+            return find_lr(args)
         sweep = load_sweep(args)  # None unless -m or the config has a sweep: section
         if sweep is not None:
             return run_sweep(sweep, args.jobs, args.test, args.dry_run, argv)

@@ -27,6 +27,7 @@ from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
+from trainer.compiling import validate_compile
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -117,6 +118,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     resolved["ema"] = validate_ema(resolved["ema"])
     resolved["loggers"], resolved["mlflow"] = validate_loggers(resolved["loggers"],
                                                                resolved["mlflow"])
+    resolved["compile"] = validate_compile(resolved["compile"])
     for key in ("len_epoch", "max_steps"):
         expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
                f"trainer.{key}", "a positive integer or null (off)", resolved[key])

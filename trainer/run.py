@@ -18,6 +18,7 @@ from logger.writer import check_loggers_installed
 from model.metric import ConfusionMatrix
 from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
+from trainer.compiling import check_compile, compile_model
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
 from trainer.resume_checks import check_resume
@@ -44,6 +45,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     parts = config.build_all()
     try:
         check_amp(config.trainer["amp"], device)
+        check_compile(config.trainer["compile"])
     except ConfigError as e:
         raise ConfigError(f"{config.source}: {e}") from None
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
@@ -61,6 +63,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
+    model = compile_model(model, config.trainer["compile"])  # checkpoints: the plain module
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
                       parts.data_loader, parts.valid_data_loader, parts.lr_scheduler,
