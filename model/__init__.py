@@ -4,7 +4,9 @@ A model is any concrete BaseModel subclass in a module of this folder; a loss
 any public function of model/loss.py or any torch.nn loss class; a metric any
 BaseMetric subclass of model/metric.py with a `name` (or any public function
 there: a plain function metric). A loss function called `x_loss` is also found
-as `x` (`mse_loss` answers to `loss: mse`).
+as `x` (`mse_loss` answers to `loss: mse`). A `type` with a dot is imported
+instead (`torch.nn.HuberLoss`, `mypkg.models.Net`); a model from outside
+BaseModel gets no input standardization.
 """
 
 from __future__ import annotations

@@ -318,7 +318,11 @@ class ConfigParser:
 
     def build_model(self) -> torch.nn.Module:
         sec = self.config["arch"]
-        return _build("arch.args", MODELS.get(sec["type"], "arch.type"), **_args_of(sec))
+        model = _build("arch.args", MODELS.get(sec["type"], "arch.type"), **_args_of(sec))
+        if not isinstance(model, torch.nn.Module):  # an imported function may return anything
+            raise ConfigError(f"arch.type: {sec['type']} gave a {type(model).__name__}, not a "
+                              "torch.nn.Module")
+        return model
 
     def build_criterion(self):
         name, args = component_spec(self.config["loss"], "loss")
@@ -365,7 +369,7 @@ class ConfigParser:
             self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()
-            if stats is not None:
+            if stats is not None and hasattr(model, "set_standardization"):  # a BaseModel
                 _build("arch.args", model.set_standardization, *stats)
             criterion = self.build_criterion()
             metrics = self.build_metrics()

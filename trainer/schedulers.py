@@ -14,6 +14,7 @@ scheduler steps that scheduler runs: the run's total (epochs, or optimizer
 steps with interval step) for a top-level or chained one, the span between its
 milestones for a SequentialLR child. It is resolved once, when the run is
 built, and the numbers are what config.json and the checkpoints hold.
+A `type` with a dot is imported (a scheduler class from another package).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from utils.schema import check_args, expect, is_int, section, torch_class
 
 SCHEDULER_BASES = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
 INTERVALS = ("epoch", "step")
-NESTED = ("SequentialLR", "ChainedScheduler")
+NESTED = (lr_scheduler.SequentialLR, lr_scheduler.ChainedScheduler)  # take child schedulers
 AUTO = "auto"
-AUTO_ARGS = {"OneCycleLR": "total_steps", "CosineAnnealingLR": "T_max"}  # type -> argument
+AUTO_ARGS = {lr_scheduler.OneCycleLR: "total_steps", lr_scheduler.CosineAnnealingLR: "T_max"}
 
 
 def scheduler_class(name: str, key: str) -> type:
+    """A torch.optim.lr_scheduler class by name, or any scheduler class by import path."""
     return torch_class(lr_scheduler, name, SCHEDULER_BASES, key, "lr_scheduler")
 
 
@@ -56,7 +58,9 @@ def validate_scheduler(spec: Any) -> None:
     every = spec.get("interval", "epoch")
     expect(every in INTERVALS, "lr_scheduler.interval", "step or epoch", every)
     _validate_one({k: v for k, v in spec.items() if k != "interval"}, "lr_scheduler")
-    if every == "step" and spec["type"] == "ReduceLROnPlateau":
+    plateau = issubclass(scheduler_class(spec["type"], "lr_scheduler.type"),
+                         lr_scheduler.ReduceLROnPlateau)
+    if every == "step" and plateau:
         raise ConfigError("lr_scheduler.interval: ReduceLROnPlateau steps on a validation "
                           "metric, once per epoch; use interval: epoch")
 
@@ -69,26 +73,26 @@ def _validate_one(spec: Any, key: str, nested: bool = False) -> None:
     checked = dict(args)
     for arg, value in args.items():
         if value == AUTO:
-            if AUTO_ARGS.get(stype) != arg:
-                allowed = ", ".join(f"{t}.{a}" for t, a in AUTO_ARGS.items())
+            if AUTO_ARGS.get(cls) != arg:
+                allowed = ", ".join(f"{t.__name__}.{a}" for t, a in AUTO_ARGS.items())
                 raise ConfigError(f"{key}.args.{arg}: 'auto' is understood only for {allowed}")
             checked[arg] = 1  # a stand-in of the right type; resolved when the run is built
-    if stype in NESTED:
-        _validate_children(stype, checked, key)
-    if stype == "ChainedScheduler":  # ChainedScheduler(schedulers, optimizer=None)
+    if cls in NESTED:
+        _validate_children(cls, checked, key)
+    if cls is lr_scheduler.ChainedScheduler:  # ChainedScheduler(schedulers, optimizer=None)
         check_args(cls, checked, f"{key}.args", injected=("optimizer",))
     else:
         check_args(cls, checked, f"{key}.args", skip=1)
 
 
-def _validate_children(stype: str, args: dict, key: str) -> None:
+def _validate_children(cls: type, args: dict, key: str) -> None:
     children = args.get("schedulers")
     if not isinstance(children, list) or not children:
         raise ConfigError(f"{key}.args.schedulers: expected a list of {{type, args}} "
                           f"schedulers, got {children!r}")
     for i, child in enumerate(children):
         _validate_one(child, f"{key}.args.schedulers[{i}]", nested=True)
-    if stype != "SequentialLR":
+    if cls is not lr_scheduler.SequentialLR:
         return
     milestones = args.get("milestones")
     ok = (isinstance(milestones, list) and len(milestones) == len(children) - 1
@@ -131,8 +135,9 @@ def resolve_auto(spec: dict, total: int | None, key: str = "lr_scheduler",
     """A copy of the scheduler `spec` with every `auto` replaced by the steps (or epochs)
     that scheduler runs; `total` is the span of `spec` (None: unknown, an error if needed)."""
     spec = copy.deepcopy(spec)
-    stype, args = spec["type"], spec.get("args") or {}
-    name = AUTO_ARGS.get(stype)
+    args = spec.get("args") or {}
+    cls = scheduler_class(spec["type"], f"{key}.type")
+    name = AUTO_ARGS.get(cls)
     if name is not None and args.get(name) == AUTO:
         if total is None:
             raise ConfigError(f"{key}.args.{name}: auto needs the run's length, which is "
@@ -141,8 +146,9 @@ def resolve_auto(spec: dict, total: int | None, key: str = "lr_scheduler",
             raise ConfigError(f"{key}.args.{name}: auto gives {total} steps for this scheduler "
                               f"(check the milestones against the run's length)")
         args[name] = total
-    if stype in NESTED:
-        milestones = [0, *args.get("milestones", [])] if stype == "SequentialLR" else []
+    if cls in NESTED:
+        milestones = [0, *args.get("milestones", [])] if cls is lr_scheduler.SequentialLR \
+            else []
         for i, child in enumerate(args["schedulers"]):
             span = total
             if milestones and total is not None:
@@ -177,11 +183,11 @@ def _build(spec: dict, optimizer: torch.optim.Optimizer, key: str) -> Any:
     if any(v == AUTO for v in args.values()):
         raise ConfigError(f"{key}.args: 'auto' was not resolved (build the run with build_all)")
     try:
-        if spec["type"] not in NESTED:
+        if cls not in NESTED:
             return cls(optimizer, **args)
         children = [_build(child, optimizer, f"{key}.args.schedulers[{i}]")
                     for i, child in enumerate(args.pop("schedulers"))]
-        if spec["type"] == "ChainedScheduler":
+        if cls is lr_scheduler.ChainedScheduler:
             return cls(children, optimizer=optimizer, **args)
         return cls(optimizer, schedulers=children, **args)
     except (TypeError, ValueError) as e:

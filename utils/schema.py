@@ -10,6 +10,7 @@ import inspect
 from typing import Any
 
 from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
+from utils.registry import imported, is_import_path
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -129,14 +130,23 @@ def check_args(fn: Any, args: Any, key: str, skip: int = 0, injected: tuple = ()
 
 
 def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
-    """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name."""
+    """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name, or any
+    subclass of `base` by import path (`torch.optim.AdamW`, `mypkg.optim.Lion`)."""
     bases = base if isinstance(base, tuple) else (base,)
+    if is_import_path(name):
+        expects = f"a subclass of {' or '.join(_qualname(b) for b in bases)}"
+        return imported(name, key, lambda c: isinstance(c, type) and issubclass(c, base), expects)
     choices = [n for n, c in vars(module).items()
                if isinstance(c, type) and issubclass(c, base) and c not in bases
                and not n.startswith("_")]
     if name not in choices:
         raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")
     return getattr(module, name)
+
+
+def _qualname(cls: type) -> str:
+    module = cls.__module__.replace("torch.optim.optimizer", "torch.optim")
+    return f"{module}.{cls.__qualname__}"
 
 
 def section(config: dict, key: str) -> tuple[str, dict]:
