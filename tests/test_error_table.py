@@ -119,6 +119,15 @@ CASES = [
      ["optimizer.args.betas", "2 numbers"], 2),
     ("model-too-large", "train.py", on_digits("arch.args.hidden=1000000000"),
      ["arch.args", "1,000,000,076,000,000,138 parameters"], 2),
+    # the loss tried on one batch of model output (digits: output [64, 10], target [64])
+    ("loss-margin-ranking", "train.py", on_digits("loss={type: MarginRankingLoss}"),
+     ["loss.type", "MarginRankingLoss", "[64, 10]", "[64]"], 2),
+    ("loss-ctc", "train.py", on_digits("loss={type: CTCLoss}"),
+     ["loss.type", "CTCLoss", "[64, 10]", "input_lengths"], 2),
+    ("loss-mse-class-on-classifier", "train.py", on_digits("loss={type: MSELoss}"),
+     ["loss.type", "MSELoss", "[64, 10] float32", "[64] int64"], 2),
+    ("loss-mse-on-classifier", "train.py", on_digits("loss=mse_loss"),
+     ["loss: mse_loss", "[64, 10] float32", "[64] int64"], 2),
 ]
 
 
