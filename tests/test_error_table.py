@@ -1,13 +1,19 @@
-"""Issue 17: mistakes that used to escape the one-line contract. Each case runs train.py as a
-subprocess and must exit 2 with one `error:` line naming the culprit, no traceback, and leave
-every file under save_dir as it was. (Started: more cases of the issue are still to come.)"""
+"""Issue 17: mistakes that used to escape the one-line contract. Each case runs train.py or
+test.py as a subprocess and must exit with its code (2 for a mistake found up front) and one
+`error:` line naming the culprit, no traceback, and leave every file under the case's folder
+as it was (so no run folder appeared)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from conftest import REPO, train
+from conftest import REPO, run_script, train
 
 DIGITS = REPO / "config/digits_mlp.json"
 
@@ -17,38 +23,124 @@ def checksums(root):
             for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
-def a_file(t):
-    (t / "afile").write_text("x")
-    return t / "afile"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """save_dir of a one-epoch digits run: cases that resume copy it."""
+    save = tmp_path_factory.mktemp("trained") / "saved"
+    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
+    assert r.returncode == 0, r.stderr
+    return save
 
 
-# (id, the arguments from tmp_path, text the error must name)
+@dataclass
+class Ctx:
+    """What a case builds its arguments from: its own folder, and helpers."""
+    tmp: Path
+    trained: Path
+    request: pytest.FixtureRequest
+
+    @property
+    def save(self) -> Path:
+        return self.tmp / "saved"
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.tmp / name
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        return path
+
+    def yaml_on_digits(self, name: str, text: str) -> Path:
+        return self.file(name, f"_base_: {DIGITS}\n{text}")
+
+    def checkpoint(self) -> Path:
+        """A copy of the trained run under this case's save_dir; its epoch-1 checkpoint."""
+        shutil.copytree(self.trained, self.save)
+        return next(self.save.glob("models/digits_mlp/*/checkpoint-epoch1.pth"))
+
+    def read_only_dir(self) -> Path:
+        """A folder nobody may create anything in: a read-only tmpfs when mounting is allowed
+        (root ignores permissions), else a folder without write permission."""
+        path = self.tmp / "ro"
+        path.mkdir()
+        if os.geteuid() != 0:
+            path.chmod(0o500)
+            self.request.addfinalizer(lambda: path.chmod(0o700))
+            return path
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(path)],
+                               capture_output=True)
+        if mount.returncode != 0:
+            pytest.skip("running as root where mounting is not allowed: nothing is read-only")
+        self.request.addfinalizer(lambda: subprocess.run(["umount", str(path)]))
+        return path
+
+
+def bomb(levels: int = 6) -> str:
+    """Nested aliases: a few hundred bytes that expand to 9**levels nodes."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def on_digits(*overrides):
+    return lambda c: ["-c", DIGITS, *overrides]
+
+
+# (id, script, the arguments from a Ctx, texts the error line must contain, exit code)
 CASES = [
-    ("save-dir-a-file", lambda t: ["-c", DIGITS, f"trainer.save_dir={a_file(t)}"],
-     "trainer.save_dir"),
-    ("save-dir-under-a-file", lambda t: ["-c", DIGITS, f"trainer.save_dir={a_file(t)}/sub"],
-     "trainer.save_dir"),
-    ("seed-beyond-int64", lambda t: ["-c", DIGITS, "seed=99999999999999999999"], "seed"),
-    ("batch-size-beyond-int64", lambda t: ["-c", DIGITS, "--bs", "99999999999999999999"],
-     "data_loader.args.batch_size"),
-    ("non-utf8-config", lambda t: ["-c", (t / "c.yaml", (t / "c.yaml").write_bytes(
-        b"name: x\n\xff\n"))[0]], "UTF-8"),
-    ("recursive-alias", lambda t: ["-c", (t / "r.yaml", (t / "r.yaml").write_text(
-        "a: &a [1, *a]\n"))[0]], "alias"),
+    # config time: paths
+    ("save-dir-a-file", "train.py",
+     lambda c: ["-c", DIGITS, f"trainer.save_dir={c.file('afile', 'x')}"],
+     ["trainer.save_dir", "is a file"], 2),
+    ("save-dir-under-a-file", "train.py",
+     lambda c: ["-c", DIGITS, f"trainer.save_dir={c.file('afile', 'x')}/sub"],
+     ["trainer.save_dir", "is a file"], 2),
+    ("save-dir-not-writable", "train.py",
+     lambda c: ["-c", DIGITS, f"trainer.save_dir={c.read_only_dir()}/saved"],
+     ["trainer.save_dir", "cannot create folders"], 2),
+    ("name-with-nul", "train.py",
+     lambda c: ["-c", c.file("n.json", f'{{"_base_": "{DIGITS}", "name": "a\\u0000b"}}')],
+     ["name", "NUL"], 2),
+    ("name-too-long", "train.py", on_digits("name=" + "n" * 300), ["name", "255"], 2),
+    ("save-dir-part-too-long", "train.py",
+     lambda c: ["-c", DIGITS, f"trainer.save_dir={c.tmp}/{'s' * 300}/x"],
+     ["trainer.save_dir", "255"], 2),
+    # config time: numbers beyond int64
+    ("seed-beyond-int64", "train.py", on_digits("seed=99999999999999999999"), ["seed"], 2),
+    ("batch-size-beyond-int64", "train.py", on_digits("--bs", "99999999999999999999"),
+     ["data_loader.args.batch_size"], 2),
+    # config time: reading the file
+    ("non-utf8-config", "train.py",
+     lambda c: ["-c", c.file("c.yaml", b"name: x\n\xff\n")], ["UTF-8"], 2),
+    ("recursive-alias", "train.py",
+     lambda c: ["-c", c.file("r.yaml", "a: &a [1, *a]\n")], ["recursive alias"], 2),
+    ("billion-laughs", "train.py", lambda c: ["-c", c.yaml_on_digits("b.yaml", bomb())],
+     ["10,000 nodes"], 2),
+    # config time: components
+    ("optimizer-betas-shape", "train.py", on_digits("+optimizer.args.betas=[0.9]"),
+     ["optimizer.args.betas", "2 numbers"], 2),
+    ("model-too-large", "train.py", on_digits("arch.args.hidden=1000000000"),
+     ["arch.args", "1,000,000,076,000,000,138 parameters"], 2),
+    # the loss tried on one batch of model output (digits: output [64, 10], target [64])
+    ("loss-margin-ranking", "train.py", on_digits("loss={type: MarginRankingLoss}"),
+     ["loss.type", "MarginRankingLoss", "[64, 10]", "[64]"], 2),
+    ("loss-ctc", "train.py", on_digits("loss={type: CTCLoss}"),
+     ["loss.type", "CTCLoss", "[64, 10]", "input_lengths"], 2),
+    ("loss-mse-class-on-classifier", "train.py", on_digits("loss={type: MSELoss}"),
+     ["loss.type", "MSELoss", "[64, 10] float32", "[64] int64"], 2),
+    ("loss-mse-on-classifier", "train.py", on_digits("loss=mse_loss"),
+     ["loss: mse_loss", "[64, 10] float32", "[64] int64"], 2),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_one_error_line_and_nothing_written(tmp_path, case):
-    _, make_args, named = case
-    save = tmp_path / "saved"
-    args = make_args(tmp_path)
+def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
+    _, script, make_args, named, code = case
+    args = [str(a) for a in make_args(Ctx(tmp_path, trained, request))]
+    if script == "train.py" and not any(a.startswith("trainer.save_dir=") for a in args):
+        args.append(f"trainer.save_dir={tmp_path / 'saved'}")
     before = checksums(tmp_path)
-    r = train(*args, "--dry-run", save_dir=save) if not any(
-        str(a).startswith("trainer.save_dir=") for a in args) else \
-        train(*args[:-1], "--dry-run", save_dir=args[-1].split("=", 1)[1])
-    assert r.returncode == 2, (r.stdout, r.stderr)
+    r = run_script(script, *args)
+    assert r.returncode == code, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and named in lines[0], r.stderr
+    assert len(lines) == 1 and all(n in lines[0] for n in named), r.stderr
     assert "Traceback" not in r.stderr
     assert checksums(tmp_path) == before

@@ -28,6 +28,7 @@ from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
 from trainer.class_weights import criterion_args, resolved_loss, validate_weight
 from trainer.compiling import validate_compile
+from trainer.config_checks import build_sized_model, check_name, check_save_dir, check_tuple_args
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -69,16 +70,6 @@ def has_validation(config: dict) -> bool:
     return is_number(split) and split > 0
 
 
-def _check_save_dir(save_dir: str) -> None:
-    """ConfigError when save_dir, or a folder above it, exists as something else than a folder."""
-    path = Path(save_dir)
-    for folder in [path, *path.parents]:
-        if folder.exists():
-            if not folder.is_dir():
-                raise ConfigError(f"trainer.save_dir: {folder} is a file, not a folder")
-            return
-
-
 def _validate_trainer(trainer: Any, config: dict) -> dict:
     if not isinstance(trainer, dict):
         raise ConfigError(f"trainer: expected a mapping, got {trainer!r}")
@@ -105,7 +96,8 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
            resolved["histogram_period"])
     expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
            "a folder path", resolved["save_dir"])
-    _check_save_dir(resolved["save_dir"])
+    check_save_dir(resolved["save_dir"])
+    check_name(config["name"], resolved["save_dir"])
     for key in ("amp", "monitor"):
         if resolved[key] is False:  # YAML reads a bare `off` as false
             resolved[key] = "off"
@@ -179,8 +171,10 @@ def _validate_data_loader(config: dict) -> None:
 def _validate_optimization(config: dict, resolved: dict) -> None:
     """optimizer, lr_scheduler and loss."""
     otype, oargs = section(config, "optimizer")
-    check_args(torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
-                           "optimizer"), oargs, "optimizer.args", skip=1)
+    optimizer = torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
+                            "optimizer")
+    check_args(optimizer, oargs, "optimizer.args", skip=1)
+    check_tuple_args(optimizer, oargs, "optimizer.args")
     if config.get("lr_scheduler") is not None:
         validate_scheduler(config["lr_scheduler"])
     else:
@@ -234,7 +228,7 @@ def _build(key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except ArgError as e:
         raise ConfigError(f"{key}.{e.arg}: {e}") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, IndexError) as e:
         raise ConfigError(f"{key}: {e}") from None
 
 
@@ -323,6 +317,8 @@ class ConfigParser:
             raise ConfigError(f"arch.type: {sec['type']} gave a {type(model).__name__}, not a "
                               "torch.nn.Module")
         return model
+        return _build("arch.args", build_sized_model, MODELS.get(sec["type"], "arch.type"),
+                      _args_of(sec), sec["type"])
 
     def build_criterion(self):
         name, args = component_spec(self.config["loss"], "loss")

@@ -17,6 +17,7 @@ from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers_installed
 from model.metric import ConfusionMatrix
 from trainer.averaging import pick_weights
+from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
 from trainer.compiling import check_compile, compile_model
 from trainer.parse_config import ConfigParser
@@ -54,6 +55,11 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     if nothing_to_train(config):
         return 0
     summary = summarize_on_loader(parts.model, parts.data_loader, config["arch"]["type"])
+    try:
+        trial_batch(parts.model, parts.data_loader, parts.criterion, parts.metrics,
+                    config.config)
+    except ConfigError as e:
+        raise ConfigError(f"{config.source}: {e}") from None
     if dry_run:
         print(parts.model, summary, json.dumps(config.config, indent=2), sep="\n")
         return 0
