@@ -312,13 +312,12 @@ class ConfigParser:
 
     def build_model(self) -> torch.nn.Module:
         sec = self.config["arch"]
-        model = _build("arch.args", MODELS.get(sec["type"], "arch.type"), **_args_of(sec))
+        model = _build("arch.args", build_sized_model, MODELS.get(sec["type"], "arch.type"),
+                       _args_of(sec), sec["type"])
         if not isinstance(model, torch.nn.Module):  # an imported function may return anything
             raise ConfigError(f"arch.type: {sec['type']} gave a {type(model).__name__}, not a "
                               "torch.nn.Module")
         return model
-        return _build("arch.args", build_sized_model, MODELS.get(sec["type"], "arch.type"),
-                      _args_of(sec), sec["type"])
 
     def build_criterion(self):
         name, args = component_spec(self.config["loss"], "loss")
