@@ -2,6 +2,7 @@
 
 Resume exactly:  python train.py -r saved/models/<name>/<run_id>/checkpoint-epoch5.pth
 Fine-tune:       python train.py -c other.json -r <checkpoint>
+Requeue blindly: python train.py -c config/digits_mlp.json --resume auto
 How one epoch runs, file by file: docs/design.md.
 """
 
@@ -21,7 +22,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Overrides: any number of KEY.PATH=VALUE (VALUE read as YAML), e.g. "
                "trainer.epochs=5 arch.args.depth=3; +KEY.PATH=VALUE adds a new key.")
     parser.add_argument("-c", "--config", help="config file (.json, .yaml, .yml)")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from (or fine-tune with -c)")
+    parser.add_argument("-r", "--resume",
+                        help="checkpoint to resume from (or fine-tune with -c); with -c, "
+                             "'auto' continues this config's newest checkpoint or starts fresh")
+    parser.add_argument("--allow-changed", action="store_true",
+                        help="resume even though the config changed since the checkpoint")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES (e.g. 0,1)")
     parser.add_argument("--lr", type=float, help="shortcut for optimizer.args.lr")
     parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from logger.logger import close_logging
         from sweep.runner import run_sweep
         from sweep.spec import load_sweep
+        from trainer.auto_resume import take_auto
         from trainer.lr_finder import find_lr
         from trainer.parse_config import ConfigParser
         from trainer.run import train
@@ -74,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args)  # None unless -m or the config has a sweep: section
         if sweep is not None:
             return run_sweep(sweep, args.jobs, args.test, args.dry_run, argv)
+        auto = take_auto(args)  # --resume auto: the checkpoint is found once config is built
         config = ConfigParser.from_args(args)
         return train(config, dry_run=args.dry_run,
-                     run_file=Path(args.run_file) if args.run_file else None)
+                     run_file=Path(args.run_file) if args.run_file else None, auto_resume=auto)
     except (ConfigError, RunError) as e:
         return report(e)
     except Interrupted as e:

@@ -36,6 +36,7 @@ from utils.checkpoint import (
 )
 from utils.data_order import data_order
 from utils.errors import ConfigError
+from utils.run_config import config_hash
 from utils.schema import parse_monitor
 from utils.signals import exit_code, signal_name, stop_signals_handled
 
@@ -254,6 +255,7 @@ class BaseTrainer(ABC):
             "loss": float(loss),
             "arch": self.config["arch"]["type"],
             "config": self.config.config,
+            "config_hash": config_hash(self.config.config),  # --resume auto's identity
             "lr_scheduler_state_dict": (self.lr_scheduler.state_dict()
                                         if self.lr_scheduler is not None else None),
             "monitor_best": float(self.mnt_best),

@@ -35,6 +35,7 @@ from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
+from utils.run_config import edited_config_json
 from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
@@ -249,13 +250,14 @@ class ConfigParser:
 
     def __init__(self, config: dict, source: str, resume: Path | None = None,
                  checkpoint: dict | None = None, finetune: bool = False,
-                 warnings: list[str] | None = None):
+                 warnings: list[str] | None = None, allow_changed: bool = False):
         self.config = config
         self.source = source
         self.resume = resume
         self.checkpoint = checkpoint
         self.finetune = finetune
         self.warnings = warnings or []
+        self.allow_changed = allow_changed  # --allow-changed: resume with a changed config
 
     @classmethod
     def from_args(cls, args: Any) -> ConfigParser:
@@ -271,6 +273,8 @@ class ConfigParser:
         elif checkpoint is not None:
             source = str(resume)
             raw = checkpoint["config"]
+            if getattr(args, "allow_changed", False):  # the run's edited config.json
+                raw = edited_config_json(resume, raw) or raw
         else:
             raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
         raw = apply_overrides(raw, overrides)
@@ -279,7 +283,7 @@ class ConfigParser:
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         return cls(config, source, resume, checkpoint, finetune=bool(args.config and resume),
-                   warnings=warnings)
+                   warnings=warnings, allow_changed=bool(getattr(args, "allow_changed", False)))
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> ConfigParser:

@@ -67,7 +67,11 @@ def check_config_json(config: ConfigParser) -> None:
         return
     keys = differing_keys(on_disk, stored) if isinstance(on_disk, dict) else []
     what = f"the keys that differ: {', '.join(keys)}" if keys else "it is no longer valid JSON"
+    if config.allow_changed:
+        get_logger().warning(f"warning: --allow-changed: {path} differs from the checkpoint's "
+                             f"config ({what}); it is rewritten with this run's config")
+        return
     raise ConfigError(f"{path} was edited since the run wrote it ({what}); -r resumes with the "
                       f"checkpoint's config and would overwrite the edit: to train with the "
                       f"edited config, fine-tune with -c {path} -r {config.resume}, or restore "
-                      f"the file")
+                      f"the file, or add --allow-changed to resume with the edited file")

@@ -16,6 +16,7 @@ from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers_installed
 from model.metric import ConfusionMatrix
+from trainer.auto_resume import apply_auto_resume
 from trainer.averaging import pick_weights
 from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
@@ -35,8 +36,10 @@ from utils.files import write_json
 REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
 
 
-def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None) -> int:
-    """Train `config` (new run, exact resume or fine-tune); the process exit code."""
+def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
+          auto_resume: bool = False) -> int:
+    """Train `config` (new run, exact resume or fine-tune); the process exit code.
+    `auto_resume`: --resume auto (trainer/auto_resume.py) picks the checkpoint."""
     logger = setup_logging(config.trainer["verbosity"])
     device, device_ids = dist.setup_device(config["n_gpu"])
     dist.quiet_unless_main(logger)
@@ -51,6 +54,10 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         raise ConfigError(f"{config.source}: {e}") from None
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
     dist.use_pinned_memory(device, parts.data_loader, parts.valid_data_loader)
+    decision, done = apply_auto_resume(config) if auto_resume else (None, False)
+    if done:
+        logger.info(decision)
+        return 0
     check_resume(config, parts.data_loader)
     if nothing_to_train(config):
         return 0
@@ -61,10 +68,14 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     except ConfigError as e:
         raise ConfigError(f"{config.source}: {e}") from None
     if dry_run:
+        if decision is not None:
+            logger.info(decision)
         print(parts.model, summary, json.dumps(config.config, indent=2), sep="\n")
         return 0
 
     run = open_run_folder(config, run_file)
+    if decision is not None:
+        logger.info(decision)
     note_kept_outputs(parts.metrics)
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
