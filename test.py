@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="which weights to evaluate: the trained (raw) ones or the moving "
                              "average kept by trainer.ema (default: the weights the run "
                              "validated and monitored)")
+    parser.add_argument("--export", metavar="FILE",
+                        help="write the model to FILE instead: .onnx (onnxruntime), .pt2 "
+                             "(torch.export) or .safetensors (weights, plus the config as .json "
+                             "beside it); checked against PyTorch on a test batch")
     return parser.parse_args(argv)
 
 
@@ -51,12 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         return missing_dependency(e)
 
     try:
+        if args.export is not None and args.predict is not None:
+            raise ConfigError("--export and --predict: give one of them")
         if is_sweep_folder(Path(args.resume)):  # folds or repeats: every trial's best model
             if args.predict is not None:
                 raise ConfigError("--predict takes one checkpoint, not a sweep folder")
+            if args.export is not None:
+                raise ConfigError("--export takes one checkpoint, not a sweep folder")
             return test_sweep(Path(args.resume), Path(args.output) if args.output else None)
         return test(Path(args.resume), Path(args.output) if args.output else None,
-                    args.predict, args.weights)
+                    args.predict, args.weights, Path(args.export) if args.export else None)
     except (ConfigError, RunError) as e:
         return report(e)
     finally:

@@ -21,6 +21,7 @@ from trainer.averaging import pick_weights
 from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
 from trainer.compiling import check_compile, compile_model
+from trainer.export import check_export_target, export_test_batch
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
 from trainer.resume_checks import check_resume
@@ -173,11 +174,14 @@ def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
 
 
 def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None,
-         weights: str | None = None) -> int:
+         weights: str | None = None, export: Path | None = None) -> int:
     """Evaluate `checkpoint` on its config's test split (or write predictions with
     `predict_input`: '' for the test split, else a CSV file); the process exit code.
     A run folder or `latest` pointer stands for its model_best.pth. `weights`: raw, ema or
-    swa (None: the weights the run monitored)."""
+    swa (None: the weights the run monitored). `export`: write the model to that file instead
+    (trainer/export.py)."""
+    if export is not None:
+        check_export_target(export)
     given, checkpoint = checkpoint, resolve_checkpoint_arg(checkpoint, best=True)
     if checkpoint != given:
         print(f"checkpoint: {checkpoint}")
@@ -196,6 +200,8 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
     except RuntimeError as e:
         raise ConfigError(f"{checkpoint}: weights do not fit the model "
                           f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None
+    if export is not None:
+        return export_test_batch(model, config.config, data_loader, export) if dist.is_main() else 0
     device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
     model = model.to(device)
     if predict_input is not None:  # rank 0 predicts the whole file or split
