@@ -1,7 +1,11 @@
 """Train a model from a config:  python train.py -c config/digits_mlp.json [KEY.PATH=VALUE ...]
 
-Resume exactly:  python train.py -r saved/models/<name>/<run_id>/checkpoint-epoch5.pth
-Fine-tune:       python train.py -c other.json -r <checkpoint>
+Resume exactly:  python train.py -r saved/models/digits_mlp/latest trainer.epochs=40
+                 (-r takes a checkpoint, a run folder, or saved/models/<name>/latest: the newest
+                 checkpoint of the newest run)
+Fine-tune:       python train.py -c config/digits_mlp.yaml -r saved/models/digits_mlp/latest \
+                     trainer.epochs=40 optimizer.args.lr=0.0001   (epochs count on from the
+                     checkpoint's epoch)
 How one epoch runs, file by file: docs/design.md.
 """
 
@@ -21,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Overrides: any number of KEY.PATH=VALUE (VALUE read as YAML), e.g. "
                "trainer.epochs=5 arch.args.depth=3; +KEY.PATH=VALUE adds a new key.")
     parser.add_argument("-c", "--config", help="config file (.json, .yaml, .yml)")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from (or fine-tune with -c)")
+    parser.add_argument("-r", "--resume",
+                        help="checkpoint to resume from (or fine-tune with -c); a run folder or "
+                             "saved/models/<name>/latest: its newest checkpoint")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES (e.g. 0,1)")
     parser.add_argument("--lr", type=float, help="shortcut for optimizer.args.lr")
     parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")
