@@ -1,4 +1,7 @@
-"""Evaluate a checkpoint on the held-out test split:  python test.py -r <checkpoint>
+"""Evaluate a checkpoint on the test split:  python test.py -r saved/models/digits_mlp/latest
+
+-r takes a checkpoint file, a run folder or saved/models/<name>/latest (the newest run): a
+folder or pointer stands for its model_best.pth.
 
 A folds or repeat sweep folder (saved/sweeps/<name>/<sweep_id>) evaluates every
 trial's best model: mean ± std and, for classification, their ensemble (sweep/fold_test.py).
@@ -21,7 +24,8 @@ from utils.errors import missing_dependency  # standard library only: no torch y
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the test split.")
     parser.add_argument("-r", "--resume", required=True,
-                        help="checkpoint to evaluate (or a folds/repeat sweep folder: every "
+                        help="checkpoint to evaluate (a run folder or saved/models/<name>/latest: "
+                             "its model_best.pth; a folds/repeat sweep folder: every "
                              "trial's best model, mean ± std, and their ensemble)")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES")
     parser.add_argument("--output", help="where to write the metrics JSON "

@@ -1,7 +1,11 @@
 """Train a model from a config:  python train.py -c config/digits_mlp.json [KEY.PATH=VALUE ...]
 
-Resume exactly:  python train.py -r saved/models/<name>/<run_id>/checkpoint-epoch5.pth
-Fine-tune:       python train.py -c other.json -r <checkpoint>
+Resume exactly:  python train.py -r saved/models/digits_mlp/latest trainer.epochs=40
+                 (-r takes a checkpoint, a run folder, or saved/models/<name>/latest: the newest
+                 checkpoint of the newest run)
+Fine-tune:       python train.py -c config/digits_mlp.yaml -r saved/models/digits_mlp/latest \
+                     trainer.epochs=40 optimizer.args.lr=0.0001   (epochs count on from the
+                     checkpoint's epoch)
 Requeue blindly: python train.py -c config/digits_mlp.json --resume auto
 How one epoch runs, file by file: docs/design.md.
 """
@@ -23,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                "trainer.epochs=5 arch.args.depth=3; +KEY.PATH=VALUE adds a new key.")
     parser.add_argument("-c", "--config", help="config file (.json, .yaml, .yml)")
     parser.add_argument("-r", "--resume",
-                        help="checkpoint to resume from (or fine-tune with -c); with -c, "
+                        help="checkpoint to resume from (or fine-tune with -c); a run folder or "
+                             "saved/models/<name>/latest: its newest checkpoint; with -c, "
                              "'auto' continues this config's newest checkpoint or starts fresh")
     parser.add_argument("--allow-changed", action="store_true",
                         help="resume even though the config changed since the checkpoint")

@@ -109,7 +109,7 @@ def test_every_readme_command_works_when_pasted(tmp_path):
 
     clone = fresh_clone(tmp_path / "clone")
     r = subprocess.run(["bash", "--noprofile", "--norc", "-c", session_script(run)], cwd=clone,
-                       capture_output=True, text=True, timeout=600,
+                       capture_output=True, text=True, timeout=900,
                        env=without_the_environment(ENV))
     results = outputs_by_command(r.stdout)
     for i, (page, command) in enumerate(run):
