@@ -16,6 +16,7 @@ import json
 import os
 import re
 import time
+from contextlib import suppress
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -165,13 +166,13 @@ class MlflowLogger:
         from mlflow.exceptions import MlflowException
 
         if run_id is not None:
-            try:
-                self.client.update_run(run_id, status="RUNNING")
-                steps = [m.step for m in self.client.get_metric_history(run_id, "loss")]
-                return run_id, max(steps, default=0)
-            except MlflowException:
-                self.logger.warning(f"warning: the checkpoint's MLflow run {run_id} is not in "
-                                    f"this tracking store; logging to a new run")
+            with suppress(MlflowException):  # not in this store
+                if self.client.get_run(run_id).info.lifecycle_stage == "active":
+                    self.client.update_run(run_id, status="RUNNING")
+                    steps = [m.step for m in self.client.get_metric_history(run_id, "loss")]
+                    return run_id, max(steps, default=0)
+            self.logger.warning(f"warning: the checkpoint's MLflow run {run_id} is not in "
+                                f"this tracking store (or was deleted); logging to a new run")
         parent = os.environ.get(PARENT_ENV)
         tags = {"run_dir": str(self.save_dir)}
         exp_id = None

@@ -44,16 +44,18 @@ def open_parent(sweep: Sweep) -> str | None:
 
 
 def _parent_id(client, sweep: Sweep) -> str:
-    """The id in the sweep folder if its run still exists, else a new run's (the first process
-    to write the id file wins: a process that lost the race deletes its own run)."""
+    """The id in the sweep folder if its run is still there (and not deleted), else a new
+    run's (the first process to write the id file wins: one that lost the race deletes its
+    own run)."""
     from mlflow.exceptions import MlflowException
 
     path = Path(sweep.folder) / ID_FILE
     known = (read_json(path) or {}).get("run_id")
     if known:
-        with suppress(MlflowException):
-            client.update_run(known, status="RUNNING")
-            return known
+        with suppress(MlflowException):  # not in this store
+            if client.get_run(known).info.lifecycle_stage == "active":  # not deleted
+                client.update_run(known, status="RUNNING")
+                return known
     experiment = mlflow_logger.experiment_id(client, mlflow_logger.experiment_name(sweep.base))
     run = client.create_run(experiment, run_name=f"{sweep.name}/{sweep.sweep_id}",
                             tags={"sweep_folder": str(sweep.folder), "sweep_method": sweep.method})

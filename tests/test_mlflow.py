@@ -147,3 +147,62 @@ def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client, monkey
     assert client.get_run(parent.info.run_id).info.status == "RUNNING"
     assert sorted(run.info.run_id for run in runs_of(client)) == \
         sorted(run.info.run_id for run in runs)
+
+
+def test_an_epoch_logged_before_a_kill_is_not_logged_again(tmp_path, monkeypatch, mlflow_client):
+    """kill -9 after epoch 2 was logged but before its checkpoint: the resume from epoch 1
+    trains epoch 2 again; MLflow keeps one value per epoch."""
+    from logger.mlflow_logger import MlflowLogger
+
+    monkeypatch.setenv(PARENT_ENV, "")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    config = {"name": "unit", "trainer": {"save_dir": str(tmp_path / "saved"), "epochs": 3,
+                                          "mlflow": None}}
+    rows = [{"epoch": e, "loss": 1.0 / e, "lr": 0.1, "seconds": 0.5} for e in (1, 2, 3)]
+    first = MlflowLogger(config, "unit/a", tmp_path, None, [])
+    first.write(rows[0], 1)
+    first.write(rows[1], 2)
+    first.close("KILLED")
+    again = MlflowLogger(config, "unit/a", tmp_path, first.run_id, rows[:1])
+    for row in rows[1:]:
+        again.write(row, row["epoch"])
+    again.close()
+    client = mlflow_client()
+    assert history(client, first.run_id, "loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and "seconds" not in run.data.metrics
+    assert run.data.params == {"name": "unit", "trainer.save_dir": str(tmp_path / "saved"),
+                               "trainer.epochs": "3", "trainer.mlflow": "null"}
+
+
+def test_parent_run_is_shared_and_replaced_when_gone(tmp_path, monkeypatch, mlflow_client):
+    from sweep import mlflow_parent
+    from sweep.definition import Param, Sweep
+
+    monkeypatch.setenv(PARENT_ENV, "")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    base = {"name": "unit", "trainer": {"save_dir": str(tmp_path / "saved"), "mlflow": None,
+                                        "loggers": ["mlflow"]}}
+    sweep = Sweep(name="unit", method="grid", params=[Param("seed", values=[0, 1])],
+                  metric="min val_loss", base=base, source="x", sweep_id="abc")
+    client = mlflow_client()
+    first = mlflow_parent.open_parent(sweep)
+    assert os.environ[PARENT_ENV] == first and mlflow_parent.open_parent(sweep) == first
+    assert client.get_run(first).data.params["sweep.parameters.seed"] == "[0, 1]"
+
+    other = client.create_run(client.get_run(first).info.experiment_id).info.run_id
+    (sweep.folder / mlflow_parent.ID_FILE).unlink()
+    real_claim = mlflow_parent._claim
+
+    def lose_the_race(path, run_id):  # another process writes the file first
+        real_claim(path, other)
+        return real_claim(path, run_id)
+
+    monkeypatch.setattr(mlflow_parent, "_claim", lose_the_race)
+    assert mlflow_parent.open_parent(sweep) == other
+    assert {r.info.run_id for r in runs_of(client, "unit")} == {first, other}  # its own: deleted
+
+    client.delete_run(other)
+    replaced = mlflow_parent.open_parent(sweep)  # the recorded run was deleted: a new one
+    assert replaced not in (first, other)
+    assert read_json(sweep.folder / mlflow_parent.ID_FILE) == {"run_id": replaced}
