@@ -273,13 +273,20 @@ class ConfigParser:
             raw = checkpoint["config"]
         else:
             raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
-        raw = apply_overrides(raw, overrides)
+        return cls.from_dict(raw, source, overrides, resume, checkpoint,
+                             finetune=bool(args.config and resume))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,
+                  resume: Path | None = None, checkpoint: dict | None = None,
+                  finetune: bool = False) -> ConfigParser:
+        """`raw` with the overrides applied, validated (ConfigErrors name `source`)."""
+        raw = apply_overrides(raw, list(overrides or []))
         try:
             config, warnings = validate_config(raw)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        return cls(config, source, resume, checkpoint, finetune=bool(args.config and resume),
-                   warnings=warnings)
+        return cls(config, source, resume, checkpoint, finetune=finetune, warnings=warnings)
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> ConfigParser:
