@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, load, only_run, read_csv, run_script, train
+
+_spec = importlib.util.spec_from_file_location("test_entry_point", REPO / "test.py")
+TEST_PY = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(TEST_PY)
 
 MLP = ("config/digits_mlp.json", "digits_mlp", ["trainer.epochs=2", "arch.args.hidden=32"])
 LSTM = ("config/sequence_lstm_attention.yaml", "sequence_lstm_attention",
@@ -23,8 +28,7 @@ def _trained(tmp_path_factory, spec) -> Path:
     r = train("-c", REPO / config, *overrides, "trainer.verbosity=0", save_dir=save)
     assert r.returncode == 0, r.stderr
     best = only_run(save, name) / "model_best.pth"
-    r = run_script("test.py", "-r", best, "--predict")
-    assert r.returncode == 0, r.stderr
+    assert TEST_PY.main(["-r", str(best), "--predict"]) == 0
     return best
 
 
@@ -82,18 +86,27 @@ def assert_reproduces_predictions(ckpt: Path, exported: Path) -> None:
     assert (probs - expected).abs().max().item() < 1e-5
 
 
-def export(ckpt: Path, target: Path):
-    return run_script("test.py", "-r", ckpt, "--export", target)
+def export(ckpt: Path, target: Path, capsys) -> tuple[int, str, str]:
+    """test.py -r CKPT --export TARGET in this process (the CLI in a subprocess: the first
+    test): exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = TEST_PY.main(["-r", str(ckpt), "--export", str(target)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".safetensors"])
-def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix):
+def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / "out" / f"digits{suffix}"
-    r = export(mlp_ckpt, target)
-    assert r.returncode == 0, r.stderr
-    diff = float(r.stdout.split("max abs diff against PyTorch on a test batch: ")[1].split()[0])
+    if suffix == ".onnx":  # as a user runs it
+        r = run_script("test.py", "-r", mlp_ckpt, "--export", target)
+        code, out, err = r.returncode, r.stdout, r.stderr
+    else:
+        code, out, err = export(mlp_ckpt, target, capsys)
+    assert code == 0, err
+    diff = float(out.split("max abs diff against PyTorch on a test batch: ")[1].split()[0])
     assert diff <= 1e-4
-    assert f"saved {target}" in r.stdout
+    assert f"saved {target}" in out
     beside = {"digits.json"} if suffix == ".safetensors" else set()
     assert {p.name for p in target.parent.iterdir()} == {f"digits{suffix}", *beside}
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
@@ -104,28 +117,27 @@ def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
-def test_lstm_export_reproduces_test_py(lstm_ckpt, tmp_path, suffix):
+def test_lstm_export_reproduces_test_py(lstm_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / f"lstm{suffix}"
-    r = export(lstm_ckpt, target)
-    assert r.returncode == 0, r.stderr
+    code, _, err = export(lstm_ckpt, target, capsys)
+    assert code == 0, err
     assert_reproduces_predictions(lstm_ckpt, target)  # batches of different sizes and lengths
 
 
-def test_lstm_pt2_is_a_one_line_error(lstm_ckpt, tmp_path):
-    r = export(lstm_ckpt, tmp_path / "lstm.pt2")
-    assert r.returncode == 1
-    assert "Traceback" not in r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+def test_lstm_pt2_is_a_one_line_error(lstm_ckpt, tmp_path, capsys):
+    code, _, err = export(lstm_ckpt, tmp_path / "lstm.pt2", capsys)
+    assert code == 1
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith("error: torch.export cannot export LSTMClassifier")
     assert "packed sequences" in errors[0] and ".onnx or .safetensors" in errors[0]
     assert list(tmp_path.iterdir()) == []  # nothing half-written is left
 
 
-def test_unknown_suffix_lists_the_three(mlp_ckpt, tmp_path):
-    r = export(mlp_ckpt, tmp_path / "model.h5")
-    assert r.returncode == 2
-    assert r.stderr.strip() == (f"error: --export {tmp_path / 'model.h5'}: unknown format '.h5' "
+def test_unknown_suffix_lists_the_three(mlp_ckpt, tmp_path, capsys):
+    code, _, err = export(mlp_ckpt, tmp_path / "model.h5", capsys)
+    assert code == 2
+    assert err.strip() == (f"error: --export {tmp_path / 'model.h5'}: unknown format '.h5' "
                                 f"(expected a file ending in .onnx, .pt2, .safetensors)")
 
 

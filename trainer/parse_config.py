@@ -277,13 +277,22 @@ class ConfigParser:
                 raw = edited_config_json(resume, raw) or raw
         else:
             raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
-        raw = apply_overrides(raw, overrides)
+        return cls.from_dict(raw, source, overrides, resume, checkpoint,
+                             finetune=bool(args.config and resume),
+                             allow_changed=bool(getattr(args, "allow_changed", False)))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,
+                  resume: Path | None = None, checkpoint: dict | None = None,
+                  finetune: bool = False, allow_changed: bool = False) -> ConfigParser:
+        """`raw` with the overrides applied, validated (ConfigErrors name `source`)."""
+        raw = apply_overrides(raw, list(overrides or []))
         try:
             config, warnings = validate_config(raw)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
-        return cls(config, source, resume, checkpoint, finetune=bool(args.config and resume),
-                   warnings=warnings, allow_changed=bool(getattr(args, "allow_changed", False)))
+        return cls(config, source, resume, checkpoint, finetune=finetune, warnings=warnings,
+                   allow_changed=allow_changed)
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> ConfigParser:

@@ -37,6 +37,14 @@ def collect_outputs(model, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(outputs), torch.cat(targets)
 
 
+@torch.no_grad()
+def model_outputs(model, inputs: tuple[torch.Tensor, ...], device) -> torch.Tensor:
+    """The model's outputs (eval mode, on the CPU) for `inputs`, run BATCH_SIZE rows at a time."""
+    model.eval()
+    chunks = zip(*(t.split(BATCH_SIZE) for t in inputs))
+    return torch.cat([model(*(t.to(device) for t in chunk)).cpu() for chunk in chunks])
+
+
 def probe_batch(loader) -> tuple | None:
     """The first batch (inputs..., target) of `loader`, or None when it is empty."""
     for batch in loader:
@@ -169,8 +177,7 @@ def predict_file(model, loader, device, input_csv: Path, out: Path, arch: str = 
     shape = _feature_shape(model, probe, arch or type(model).__name__)
     n_features = math.prod(shape)
     x = read_features(input_csv, n_features).reshape(-1, *shape)
-    model.eval()
-    output = torch.cat([model(chunk.to(device)).cpu() for chunk in x.split(BATCH_SIZE)])
+    output = model_outputs(model, (x,), device)
     target = probe[-1] if probe is not None else None
     header, rows = prediction_table(output, is_classification(output, target))
     write_csv(out, ["row", *header], [[i, *r] for i, r in enumerate(rows, start=1)])

@@ -15,26 +15,23 @@ from logger.class_report import write_test_report
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers_installed
-from model.metric import ConfusionMatrix
 from trainer.auto_resume import apply_auto_resume
-from trainer.averaging import pick_weights
 from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
 from trainer.compiling import check_compile, compile_model
 from trainer.export import check_export_target, export_test_batch
+from trainer.inference import best_of, test_split_loader, test_split_metrics, trained_model
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
 from trainer.resume_checks import check_resume
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
-from trainer.trainer import Trainer, check_amp, evaluation_stats
+from trainer.trainer import Trainer, check_amp
 from utils import dist
 from utils.checkpoint import BEST_NAME
-from utils.checkpoint_arg import newest_checkpoint, resolve_checkpoint_arg
+from utils.checkpoint_arg import newest_checkpoint
 from utils.errors import ConfigError
 from utils.files import write_json
-
-REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
 
 
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
@@ -182,24 +179,15 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
     (trainer/export.py)."""
     if export is not None:
         check_export_target(export)
-    given, checkpoint = checkpoint, resolve_checkpoint_arg(checkpoint, best=True)
+    given, checkpoint = checkpoint, best_of(checkpoint)
     if checkpoint != given:
         print(f"checkpoint: {checkpoint}")
     config = ConfigParser.from_checkpoint(checkpoint)
     setup_logging(config.trainer["verbosity"])
-    data_loader = config.build_data_loader(training=False)
-    if data_loader.n_samples == 0:
-        raise ConfigError(f"{checkpoint}: data_loader.args.test_split is 0 in the stored config: "
-                          "there is no test split to evaluate")
-    model = config.build_model()
-    which, state = pick_weights(config.checkpoint, weights, checkpoint)
+    data_loader = test_split_loader(config)
+    which, model = trained_model(config, weights)
     if which != "raw":
         print(f"weights: {which}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ConfigError(f"{checkpoint}: weights do not fit the model "
-                          f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None
     if export is not None:
         return export_test_batch(model, config.config, data_loader, export) if dist.is_main() else 0
     device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
@@ -210,17 +198,11 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
             predict(model, data_loader, device, predict_input, out, config["arch"]["type"])
             print(f"saved {out}")
         return 0
-    dist.shard_loaders(data_loader)
-    # one pass over the test split: metrics, and the confusion counts of the report
-    metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
-    criterion = criterion_to(config.build_criterion(), device)
-    stats = evaluation_stats(model, data_loader, criterion, metrics, device,
-                             config.trainer["amp"])
+    metrics, counts = test_split_metrics(config, model, data_loader, device)
     if not dist.is_main():
         return 0
     out = output or checkpoint.parent / "test_metrics.json"
-    write_test_report(stats.metrics[REPORT_COUNTS].matrix(), out.parent)
-    metrics = {k: v for k, v in stats.result().items() if k != REPORT_COUNTS}
+    write_test_report(counts, out.parent)
     for name, value in metrics.items():
         print(f"{name}: {value:.6f}")
     write_json(metrics, out)

@@ -1,0 +1,60 @@
+"""A trained model and its test split, rebuilt from a checkpoint: test.py's and api.py's share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from model.metric import ConfusionMatrix
+from trainer.averaging import pick_weights
+from trainer.class_weights import criterion_to
+from trainer.parse_config import ConfigParser
+from trainer.trainer import evaluation_stats
+from utils import dist
+from utils.checkpoint_arg import resolve_checkpoint_arg
+from utils.errors import ConfigError
+
+REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
+
+
+def best_of(checkpoint: Path) -> Path:
+    """The checkpoint test.py evaluates for `-r checkpoint`: a run folder or `latest` pointer
+    stands for its model_best.pth (utils/checkpoint_arg.py); a file is itself."""
+    return resolve_checkpoint_arg(checkpoint, best=True)
+
+
+def trained_model(config: ConfigParser, weights: str | None = None) -> tuple[str, torch.nn.Module]:
+    """(which weights, the model built from the checkpoint's config with them loaded), in
+    eval mode on the CPU. `weights`: raw, ema or swa (None: the weights the run monitored)."""
+    checkpoint = config.resume
+    model = config.build_model()
+    which, state = pick_weights(config.checkpoint, weights, checkpoint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ConfigError(f"{checkpoint}: weights do not fit the model "
+                          f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None
+    return which, model.eval()
+
+
+def test_split_loader(config: ConfigParser):
+    """The checkpoint's held-out test split (ConfigError when its config holds none out)."""
+    data_loader = config.build_data_loader(training=False)
+    if data_loader.n_samples == 0:
+        raise ConfigError(f"{config.resume}: data_loader.args.test_split is 0 in the stored "
+                          "config: there is no test split to evaluate")
+    return data_loader
+
+
+def test_split_metrics(config: ConfigParser, model: torch.nn.Module, data_loader,
+                       device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
+    """({loss and each configured metric}, the confusion counts) over the test split; one
+    pass, sharded across ranks under torchrun (every rank gets the whole split's numbers)."""
+    dist.shard_loaders(data_loader)
+    metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
+    criterion = criterion_to(config.build_criterion(), device)
+    stats = evaluation_stats(model, data_loader, criterion, metrics, device,
+                             config.trainer["amp"])
+    result = {k: v for k, v in stats.result().items() if k != REPORT_COUNTS}
+    return result, stats.metrics[REPORT_COUNTS].matrix()
