@@ -55,8 +55,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "suggested lr (no run folder; --apply writes <config>_lr.<ext>)")
     parser.add_argument("--apply", action="store_true",
                         help="with --find-lr: also write the config with the suggested lr")
+    parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
+                        help="print the resolved config (after _base_, ${...}, overrides and "
+                             "defaults) as YAML (default) or JSON and exit; writes nothing")
+    parser.add_argument("--print-schema", action="store_true",
+                        help="print the config's JSON Schema (docs/config.schema.json) and exit")
     parser.add_argument("overrides", nargs="*", metavar="KEY.PATH=VALUE",
                         help="config overrides")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    at = argv.index("--print-config") + 1 if "--print-config" in argv else 0
+    if at and argv[at:at + 1] not in (["yaml"], ["json"]):  # a bare flag before an override
+        argv.insert(at, "yaml")
     return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
@@ -71,15 +80,21 @@ def main(argv: list[str] | None = None) -> int:
         from sweep.runner import run_sweep
         from sweep.spec import load_sweep
         from trainer.auto_resume import take_auto
+        from trainer.json_schema import schema_text
         from trainer.lr_finder import find_lr
         from trainer.parse_config import ConfigParser
         from trainer.run import train
         from utils import dist
+        from utils.config_io import dump_config
         from utils.errors import ConfigError, RunError, report
     except ModuleNotFoundError as e:
         return missing_dependency(e)
 
     try:
+        if args.print_schema or args.print_config:  # print, write nothing, exit 0
+            print(schema_text() if args.print_schema else
+                  dump_config(ConfigParser.from_args(args).config, args.print_config), end="")
+            return 0
         if args.find_lr or args.apply:  # the range test: no sweep, no run folder
             return find_lr(args)
         sweep = load_sweep(args)  # None unless -m or the config has a sweep: section

@@ -29,6 +29,7 @@ from utils.schema import (
 # ---------------------------------------------------------------- files
 
 MAX_YAML_NODES = 10_000  # a config's nodes once its aliases are expanded
+SCHEMA_KEY = "$schema"  # a JSON config's pointer to its JSON Schema, dropped on reading
 
 
 class _Loader(yaml.SafeLoader):
@@ -133,7 +134,16 @@ def read_config_file(path: str | Path) -> dict:
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
+    data.pop(SCHEMA_KEY, None)  # where editors find the JSON Schema; no part of the config
     return data
+
+
+def dump_config(config: dict, fmt: str = "yaml") -> str:
+    """`config` as YAML (keys in their order) or JSON text, as train.py --print-config prints
+    it; either reads back (load_config_file) to the same dict."""
+    if fmt == "json":
+        return json.dumps(config, indent=2) + "\n"
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
 
 
 # ---------------------------------------------------------------- overrides

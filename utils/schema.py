@@ -73,25 +73,49 @@ def parse_monitor(monitor: str) -> tuple[str, str | None]:
     return mode, metric.strip()
 
 
+_KINDS = {int: "integer", float: "number", bool: "boolean", str: "string"}
+_EXPECTED = {"integer": "an integer", "number": "a number", "boolean": "true or false",
+             "string": "a string"}
+
+
+def value_kind(param: inspect.Parameter) -> str | None:
+    """The JSON type an argument must have ('integer', 'number', 'boolean', 'string'), from
+    its annotation or else its default; None when neither says (anything goes). The config
+    check and the JSON Schema (trainer/json_schema.py) both follow it."""
+    ann, default = param.annotation, param.default
+    for kind, name in _KINDS.items():
+        if ann in (kind, kind.__name__):
+            return name
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    if isinstance(default, bool):
+        return "boolean"
+    if isinstance(default, int | float):
+        return "number"
+    return "string" if isinstance(default, str) else None
+
+
 def _check_value_against(param: inspect.Parameter, value: Any, key: str) -> None:
     """Type check of one argument, from its annotation or its default."""
-    ann, default = param.annotation, param.default
-    if ann in (int, "int"):
-        expect(is_int(value), key, "an integer", value)
-    elif ann in (float, "float"):
-        expect(is_number(value), key, "a number", value)
-    elif ann in (bool, "bool"):
-        expect(isinstance(value, bool), key, "true or false", value)
-    elif ann in (str, "str"):
-        expect(isinstance(value, str), key, "a string", value)
-    elif default is inspect.Parameter.empty or default is None:
-        return
-    elif isinstance(default, bool):
-        expect(isinstance(value, bool), key, "true or false", value)
-    elif isinstance(default, int | float):
-        expect(is_number(value), key, "a number", value)
-    elif isinstance(default, str):
-        expect(isinstance(value, str), key, "a string", value)
+    kind = value_kind(param)
+    ok = {None: True, "integer": is_int(value), "number": is_number(value),
+          "boolean": isinstance(value, bool), "string": isinstance(value, str)}[kind]
+    if kind is not None:
+        expect(ok, key, _EXPECTED[kind], value)
+
+
+def config_params(fn: Any, skip: int = 0) -> tuple[dict[str, inspect.Parameter], bool] | None:
+    """The parameters a config's `args` go to ({name: parameter}, and whether **kwargs takes
+    any other), after `skip` leading ones the code supplies; None without a signature."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())[skip:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params[:1]):
+        params = params[1:]
+    by_name = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return by_name, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def check_args(fn: Any, args: Any, key: str, skip: int = 0, injected: tuple = ()) -> None:
@@ -104,15 +128,10 @@ def check_args(fn: Any, args: Any, key: str, skip: int = 0, injected: tuple = ()
         args = {}
     if not isinstance(args, dict):
         raise ConfigError(f"{key}: expected a mapping of argument names to values, got {args!r}")
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
+    found = config_params(fn, skip)
+    if found is None:
         return
-    params = list(sig.parameters.values())[skip:]
-    if any(p.kind is p.VAR_POSITIONAL for p in params[:1]):
-        params = params[1:]
-    by_name = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    open_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
+    by_name, open_kwargs = found
     name = getattr(fn, "__name__", str(fn))
     for arg, value in args.items():
         if arg in injected:
@@ -129,6 +148,14 @@ def check_args(fn: Any, args: Any, key: str, skip: int = 0, injected: tuple = ()
             raise ConfigError(f"{key}.{pname}: required argument of {name} is missing")
 
 
+def torch_classes(module: Any, base: type | tuple) -> dict[str, type]:
+    """The public subclasses of `base` (not `base` itself) in a torch module, by name."""
+    bases = base if isinstance(base, tuple) else (base,)
+    return {n: c for n, c in sorted(vars(module).items())
+            if isinstance(c, type) and issubclass(c, base) and c not in bases
+            and not n.startswith("_")}
+
+
 def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
     """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name, or any
     subclass of `base` by import path (`torch.optim.AdamW`, `mypkg.optim.Lion`)."""
@@ -136,9 +163,7 @@ def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str)
     if is_import_path(name):
         expects = f"a subclass of {' or '.join(_qualname(b) for b in bases)}"
         return imported(name, key, lambda c: isinstance(c, type) and issubclass(c, base), expects)
-    choices = [n for n, c in vars(module).items()
-               if isinstance(c, type) and issubclass(c, base) and c not in bases
-               and not n.startswith("_")]
+    choices = torch_classes(module, base)
     if name not in choices:
         raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")
     return getattr(module, name)
