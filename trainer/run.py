@@ -20,7 +20,7 @@ from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
-from trainer.resume_checks import check_resume
+from trainer.resume_checks import check_resume, check_weights_fit
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp, evaluation_stats
@@ -47,6 +47,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
     dist.use_pinned_memory(device, parts.data_loader, parts.valid_data_loader)
     check_resume(config, parts.data_loader)
+    check_weights_fit(config, parts.model)
     if nothing_to_train(config):
         return 0
     summary = summarize_on_loader(parts.model, parts.data_loader, config["arch"]["type"])
