@@ -181,3 +181,32 @@ def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
     assert len(lines) == 1 and all(n in lines[0] for n in named), r.stderr
     assert "Traceback" not in r.stderr and "weights_only" not in r.stderr
     assert checksums(tmp_path) == before
+
+
+def test_disk_full_during_a_checkpoint_save(tmp_path):
+    """A small tmpfs holds two checkpoints of the digits MLP (340 KB each), not a third: exit 1,
+    one error line naming the file and the cause on stderr and in info.log, the earlier
+    checkpoints load, no temporary file is left."""
+    from utils.checkpoint import load_checkpoint
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs",
+                                            str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs is not allowed here")
+    try:
+        r = train("-c", DIGITS, "trainer.epochs=5", "trainer.save_period=1",
+                  "trainer.monitor=off", save_dir=disk)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "checkpoint-epoch3.pth" in lines[0] and "No space left on device" in lines[0]
+        log = next(disk.glob("log/digits_mlp/*/info.log")).read_text().splitlines()
+        assert log[-1].endswith(lines[0])
+        run = next(disk.glob("models/digits_mlp/*"))
+        assert [load_checkpoint(run / f"checkpoint-epoch{n}.pth")["epoch"] for n in (1, 2)] == \
+            [1, 2]
+        assert not (run / "checkpoint-epoch3.pth").exists()
+        assert not [p for p in disk.rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(disk)])

@@ -26,7 +26,7 @@ from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp, evaluation_stats
 from utils import dist
 from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
-from utils.errors import ConfigError
+from utils.errors import ConfigError, RunError
 from utils.files import write_json
 
 REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
@@ -71,7 +71,11 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
                       run_folder=run)
     if config.checkpoint is not None:
         resume(trainer, config, run)
-    trainer.train()
+    try:
+        trainer.train()
+    except RunError as e:  # the console gets it from train.py's report(); info.log here
+        get_logger().error(f"error: {e}", extra=FILE_ONLY)
+        raise
     dist.barrier()  # every rank is done before any tears the process group down
     best = run.save_dir / BEST_NAME
     for line in next_commands(best if best.is_file() else None,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from utils.checkpoint_fields import check_fields
-from utils.errors import ConfigError
+from utils.errors import ConfigError, RunError
 from utils.files import write_atomic
 
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "config", "arch")
@@ -65,10 +65,15 @@ def serialize(obj: Any) -> memoryview:
 def save_atomic(obj: Any, *paths: str | Path) -> None:
     """torch.save `obj` to each path, serialized once, so that readers see the old file or
     the whole new one. Every path gets a file of its own (never a second name for another
-    file's bytes: writing over model_best.pth in place must not touch an epoch checkpoint)."""
+    file's bytes: writing over model_best.pth in place must not touch an epoch checkpoint).
+    A failure to write is a RunError naming the file and the cause."""
     data = serialize(obj)
     for path in paths:
-        write_atomic(data, Path(path))
+        try:
+            write_atomic(data, Path(path))
+        except OSError as e:  # disk full, permission denied, ...: the old file is intact
+            raise RunError(f"cannot write the checkpoint {path}: {e.strerror or e} (the "
+                           f"checkpoints saved before it are intact)") from None
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
