@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, run_script, train
 
 DIGITS = REPO / "config/digits_mlp.json"
@@ -55,6 +57,14 @@ class Ctx:
         """A copy of the trained run under this case's save_dir; its epoch-1 checkpoint."""
         shutil.copytree(self.trained, self.save)
         return next(self.save.glob("models/digits_mlp/*/checkpoint-epoch1.pth"))
+
+    def edited(self, change) -> Path:
+        """A copy of the trained checkpoint, outside save_dir, with change(ckpt) applied."""
+        ckpt = torch.load(next(self.trained.glob("models/digits_mlp/*/checkpoint-epoch1.pth")),
+                          weights_only=True)
+        change(ckpt)
+        torch.save(ckpt, self.tmp / "edited.pth")
+        return self.tmp / "edited.pth"
 
     def read_only_dir(self) -> Path:
         """A folder nobody may create anything in: a read-only tmpfs when mounting is allowed
@@ -128,6 +138,33 @@ CASES = [
      ["loss.type", "MSELoss", "[64, 10] float32", "[64] int64"], 2),
     ("loss-mse-on-classifier", "train.py", on_digits("loss=mse_loss"),
      ["loss: mse_loss", "[64, 10] float32", "[64] int64"], 2),
+    # checkpoints: weights that no longer fit, hand-edited values, files that are not ours
+    ("resume-weights-do-not-fit", "train.py",
+     lambda c: ["-r", c.checkpoint(), "arch.args.hidden=64", "trainer.epochs=2"],
+     ["hidden.0.weight", "[128, 64]", "[64, 64]", "fine-tune with -c"], 2),
+    ("edited-epoch-a-string", "train.py",
+     lambda c: ["-r", c.edited(lambda k: k.update(epoch="5")), "trainer.epochs=2"],
+     ["'epoch'", "str '5'"], 2),
+    ("edited-state-dict-missing", "train.py",
+     lambda c: ["-r", c.edited(lambda k: k.pop("model_state_dict")), "trainer.epochs=2"],
+     ["lacks the key model_state_dict"], 2),
+    ("edited-optimizer-a-list", "train.py",
+     lambda c: ["-r", c.edited(lambda k: k.update(optimizer_state_dict=[1, 2]))],
+     ["'optimizer_state_dict'", "list"], 2),
+    ("edited-partial-epoch", "test.py",
+     lambda c: ["-r", c.edited(lambda k: k.update(partial_epoch={"epoch": "x"}))],
+     ["'partial_epoch'"], 2),
+    # issue 18: a file that is not a checkpoint never repeats torch's weights_only advice
+    ("not-a-checkpoint-test", "test.py", lambda c: ["-r", c.file("notes.pth", "hello")],
+     ["notes.pth", "not a checkpoint this project wrote"], 2),
+    ("plain-pickle-train", "train.py", lambda c: ["-r", c.file(
+        "p.pth", pickle.dumps({"epoch": 1}, protocol=4))],
+     ["p.pth", "not a checkpoint this project wrote", "refused to load"], 2),
+    ("numpy-file-test", "test.py", lambda c: ["-r", c.file("a.npy", b"\x93NUMPY\x01\x00v\x00")],
+     ["a.npy", "not a checkpoint this project wrote"], 2),
+    ("a-tensor-not-a-mapping", "test.py",
+     lambda c: ["-r", (torch.save(torch.zeros(2), c.tmp / "t.pth"), c.tmp / "t.pth")[1]],
+     ["t.pth", "not a checkpoint this project wrote", "Tensor"], 2),
 ]
 
 
@@ -142,5 +179,34 @@ def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
     assert r.returncode == code, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and all(n in lines[0] for n in named), r.stderr
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "weights_only" not in r.stderr
     assert checksums(tmp_path) == before
+
+
+def test_disk_full_during_a_checkpoint_save(tmp_path):
+    """A small tmpfs holds two checkpoints of the digits MLP (340 KB each), not a third: exit 1,
+    one error line naming the file and the cause on stderr and in info.log, the earlier
+    checkpoints load, no temporary file is left."""
+    from utils.checkpoint import load_checkpoint
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs",
+                                            str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs is not allowed here")
+    try:
+        r = train("-c", DIGITS, "trainer.epochs=5", "trainer.save_period=1",
+                  "trainer.monitor=off", save_dir=disk)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "checkpoint-epoch3.pth" in lines[0] and "No space left on device" in lines[0]
+        log = next(disk.glob("log/digits_mlp/*/info.log")).read_text().splitlines()
+        assert log[-1].endswith(lines[0])
+        run = next(disk.glob("models/digits_mlp/*"))
+        assert [load_checkpoint(run / f"checkpoint-epoch{n}.pth")["epoch"] for n in (1, 2)] == \
+            [1, 2]
+        assert not (run / "checkpoint-epoch3.pth").exists()
+        assert not [p for p in disk.rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(disk)])

@@ -24,6 +24,8 @@ from conftest import (
     tree_snapshot,
 )
 
+from utils.errors import RunError
+
 DIGITS = REPO / "config/digits_mlp.json"
 # shuffling, dropout and a scheduler all on
 EXACT = ["arch.args.dropout=0.2", "lr_scheduler.args.step_size=2", "lr_scheduler.args.gamma=0.5",
@@ -106,7 +108,7 @@ def test_atomic_save_leaves_previous_file_on_failure(tmp_path, monkeypatch):
             checkpoint.save_atomic({"w": torch.zeros(10)}, path)
     with monkeypatch.context() as m:  # the write reaches the disk only in part
         m.setattr(files.os, "fsync", crash_at_fsync)  # utils/files.py writes the bytes
-        with pytest.raises(OSError):
+        with pytest.raises(RunError, match="checkpoint-epoch1.pth: disk full"):
             checkpoint.save_atomic({"w": torch.zeros(10)}, path, tmp_path / "model_best.pth")
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(10))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left

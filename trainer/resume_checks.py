@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from logger.logger import get_logger
 from trainer.parse_config import ConfigParser
 from trainer.run_folder import resumable_run_dir
@@ -75,3 +77,27 @@ def check_config_json(config: ConfigParser) -> None:
                       f"checkpoint's config and would overwrite the edit: to train with the "
                       f"edited config, fine-tune with -c {path} -r {config.resume}, or restore "
                       f"the file, or add --allow-changed to resume with the edited file")
+
+
+def check_weights_fit(config: ConfigParser, model: torch.nn.Module) -> None:
+    """ConfigError when an exact resume's weights do not fit the model its config builds
+    (an override such as arch.args.hidden=64 changed it), naming the parameter and both
+    shapes; fine-tuning (-c with -r) is the way to start another model from them."""
+    if config.checkpoint is None or config.finetune:
+        return
+    own, stored = model.state_dict(), config.checkpoint["model_state_dict"]
+    hint = (f"; -r resumes the same model: to start a changed model from these weights, "
+            f"fine-tune with -c CONFIG -r {config.resume}")
+    for key, tensor in own.items():
+        if key in stored and stored[key].shape != tensor.shape:
+            raise ConfigError(f"{config.resume}: the checkpoint's weights do not fit the model "
+                              f"of this config: {key} is {list(stored[key].shape)} in the "
+                              f"checkpoint and {list(tensor.shape)} in the model{hint}")
+    missing, unexpected = sorted(set(own) - set(stored)), sorted(set(stored) - set(own))
+    if missing or unexpected:
+        what = "; ".join(part for part in (
+            f"the model has {', '.join(missing[:5])} that the checkpoint lacks" if missing else "",
+            f"the checkpoint has {', '.join(unexpected[:5])} that the model lacks"
+            if unexpected else "") if part)
+        raise ConfigError(f"{config.resume}: the checkpoint's weights do not fit the model "
+                          f"of this config: {what}{hint}")

@@ -23,14 +23,14 @@ from trainer.export import check_export_target, export_test_batch
 from trainer.inference import best_of, test_split_loader, test_split_metrics, trained_model
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
-from trainer.resume_checks import check_resume
+from trainer.resume_checks import check_resume, check_weights_fit
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
 from trainer.trainer import Trainer, check_amp
 from utils import dist
 from utils.checkpoint import BEST_NAME
 from utils.checkpoint_arg import newest_checkpoint
-from utils.errors import ConfigError
+from utils.errors import ConfigError, RunError
 from utils.files import write_json
 
 
@@ -57,6 +57,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         logger.info(decision)
         return 0
     check_resume(config, parts.data_loader)
+    check_weights_fit(config, parts.model)
     if nothing_to_train(config):
         return 0
     summary = summarize_on_loader(parts.model, parts.data_loader, config["arch"]["type"])
@@ -85,7 +86,11 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
                       run_folder=run)
     if config.checkpoint is not None:
         resume(trainer, config, run)
-    trainer.train()
+    try:
+        trainer.train()
+    except RunError as e:  # the console gets it from train.py's report(); info.log here
+        get_logger().error(f"error: {e}", extra=FILE_ONLY)
+        raise
     dist.barrier()  # every rank is done before any tears the process group down
     best = run.save_dir / BEST_NAME
     for line in next_commands(best if best.is_file() else None,

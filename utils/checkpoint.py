@@ -13,6 +13,7 @@ import json
 import pickle
 import random
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.errors import ConfigError
+from utils.checkpoint_fields import check_fields
+from utils.errors import ConfigError, RunError
 from utils.files import write_atomic
 
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "config", "arch")
 BEST_NAME = "model_best.pth"
 INTERRUPT_NAME = "checkpoint-interrupted.pth"
+NOT_OURS = "not a checkpoint this project wrote"
 _EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.pth")
 
 
@@ -62,10 +65,15 @@ def serialize(obj: Any) -> memoryview:
 def save_atomic(obj: Any, *paths: str | Path) -> None:
     """torch.save `obj` to each path, serialized once, so that readers see the old file or
     the whole new one. Every path gets a file of its own (never a second name for another
-    file's bytes: writing over model_best.pth in place must not touch an epoch checkpoint)."""
+    file's bytes: writing over model_best.pth in place must not touch an epoch checkpoint).
+    A failure to write is a RunError naming the file and the cause."""
     data = serialize(obj)
     for path in paths:
-        write_atomic(data, Path(path))
+        try:
+            write_atomic(data, Path(path))
+        except OSError as e:  # disk full, permission denied, ...: the old file is intact
+            raise RunError(f"cannot write the checkpoint {path}: {e.strerror or e} (the "
+                           f"checkpoints saved before it are intact)") from None
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -78,21 +86,27 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not for users
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         # torch's message suggests weights_only=False, which would run the file's code
-        raise ConfigError(f"{path}: refused to load: the file holds pickled objects, not only "
-                          f"plain data (tensors, dicts, lists, numbers), and loading it could "
-                          f"run code; this project's checkpoints never hold any") from None
+        raise ConfigError(f"{path}: {NOT_OURS}: refused to load it, as it is not only the "
+                          f"plain data (tensors, dicts, lists, numbers) this project's "
+                          f"checkpoints hold, and loading anything more could run code") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError, UnicodeDecodeError):
-        raise ConfigError(f"{path}: not a readable checkpoint (not a file written by "
-                          f"torch.save, or truncated or corrupted)") from None
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
-        raise ConfigError(f"{path}: not a checkpoint of this project (expected the keys "
-                          f"{', '.join(REQUIRED_KEYS)})")
-    if not isinstance(ckpt["config"], dict):
-        raise ConfigError(f"{path}: the checkpoint's config is not a mapping")
+        raise ConfigError(f"{path}: {NOT_OURS} (not a file written by torch.save, or "
+                          f"truncated or corrupted)") from None
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"{path}: {NOT_OURS} (it holds a {type(ckpt).__name__}, not a "
+                          f"mapping of the keys {', '.join(REQUIRED_KEYS)})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise ConfigError(f"{path}: {NOT_OURS} (it lacks the key"
+                          f"{'s' * (len(missing) > 1)} {', '.join(missing)}; a checkpoint "
+                          f"holds {', '.join(REQUIRED_KEYS)})")
+    check_fields(ckpt, path)
     return ckpt
 
 
