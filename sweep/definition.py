@@ -133,6 +133,15 @@ def config_key(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def has_optuna() -> bool:
+    """Whether the sweep extra is installed (and imports)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_optuna(method: str) -> Any:
     """The optuna module, or a ConfigError naming the pip command when it is not installed."""
     try:

@@ -35,7 +35,6 @@ from sweep.definition import Sweep
 from utils.errors import ConfigError, RunError
 
 JOURNAL_NAME = "study.journal"
-LOCK_NAME = "queue.lock"
 BEAT = "sweep:heartbeat"  # system attribute: time.time() of the last heartbeat (journal)
 OWNER = "sweep:owner"  # system attribute: "host pid" of the worker running the trial
 
@@ -110,15 +109,17 @@ def rdb_storage(optuna: Any, url: str, interval: int, grace: int) -> Any:
 
 
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """The sweep folder's queue lock: one worker at a time enqueues, asks or fails stale
-    trials (fcntl locks work between machines on NFSv3 and later)."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+def folder_lock(folder: Path, optuna: Any) -> Iterator[None]:
+    """The sweep folder's queue lock (queue.lock): one worker at a time enqueues, asks or
+    fails stale trials. Optuna's symlink lock, as its journal file uses, for NFS; one left
+    by a worker killed while holding it is taken over after 30 s."""
+    lock = optuna.storages.journal.JournalFileSymlinkLock(str(folder / "queue"), grace_period=30)
+    lock.acquire()
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        with suppress(RuntimeError):  # taken over by another worker after the grace period
+            lock.release()
 
 
 def wait_for_writer(run_dir: str | Path | None, timeout: float) -> None:
@@ -177,7 +178,7 @@ class TrialQueue:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        with self.lock, folder_lock(self.sweep.folder):
+        with self.lock, folder_lock(self.sweep.folder, self.optuna):
             yield
 
     def trials(self, *states: Any) -> list:

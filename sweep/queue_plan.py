@@ -100,7 +100,7 @@ class QueuedPlan:
         sweep, queue = self.sweep, self.queue
         point = queue.folder_number(asked)
         if point >= len(sweep.plan):  # enqueued by a longer random sweep: not this plan's
-            queue.requeue(asked)
+            queue.tell(asked, attrs={"surplus": True})  # that sweep's rerun enqueues it again
             return
         trial = sweep.plan[point]
         with queue.heartbeat(asked):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from sweep.definition import Sweep, Trial, describe
+from sweep.definition import Sweep, Trial, describe, has_optuna
 from sweep.launcher import Launcher, say
 from sweep.mlflow_parent import open_parent
 from sweep.optuna_search import run_optuna
@@ -40,14 +40,6 @@ def run_sweep(sweep: Sweep, jobs: int | None, test: bool, dry_run: bool = False,
         return QueuedPlan(sweep, jobs or 1, test).run(command)
     return run_plan(sweep, jobs or 1, test, command)
 
-
-def has_optuna() -> bool:
-    """Whether the sweep extra is installed (and imports)."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def print_plan(sweep: Sweep) -> None:

@@ -23,7 +23,6 @@ trials as separate `train.py` processes; sweep/optuna_search.py drives Optuna.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict
 from typing import Any
 
@@ -38,6 +37,7 @@ from sweep.definition import (
     Param,
     Sweep,
     config_key,
+    has_optuna,
     import_optuna,
 )
 from sweep.plan import check_metric, check_optuna_space, plan_trials
@@ -140,7 +140,7 @@ def checked_sweep(raw: dict, resolved: dict, section: Any, source: str,
     base, _ = validate_config(resolved)
     sweep = parse_section(section, base, source, cli_params, fixed_keys=fixed_keys, test=test)
     sweep.raw = raw
-    if sweep.storage is not None and importlib.util.find_spec("optuna") is None:
+    if sweep.storage is not None and not has_optuna():
         raise ConfigError(f"sweep.storage: the shared trial queue runs on Optuna, which is not "
                           f"installed; install it with: {OPTUNA_PIP}")
     if sweep.uses_optuna:
