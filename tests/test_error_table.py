@@ -203,7 +203,7 @@ def test_disk_full_during_a_checkpoint_save(tmp_path):
         assert "checkpoint-epoch3.pth" in lines[0] and "No space left on device" in lines[0]
         log = next(disk.glob("log/digits_mlp/*/info.log")).read_text().splitlines()
         assert log[-1].endswith(lines[0])
-        run = next(disk.glob("models/digits_mlp/*"))
+        run = next(p for p in disk.glob("models/digits_mlp/*") if p.is_dir())
         assert [load_checkpoint(run / f"checkpoint-epoch{n}.pth")["epoch"] for n in (1, 2)] == \
             [1, 2]
         assert not (run / "checkpoint-epoch3.pth").exists()
