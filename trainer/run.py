@@ -7,6 +7,7 @@ checkpoint, evaluate the test split, write the metrics and the report.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -23,11 +24,12 @@ from trainer.predict import predict
 from trainer.resume_checks import check_resume
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
-from trainer.trainer import Trainer, check_amp, evaluation_stats
+from trainer.trainer import PassStop, Trainer, check_amp, evaluation_stats
 from utils import dist
 from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
 from utils.errors import ConfigError
 from utils.files import write_json
+from utils.signals import exit_code, signal_name, stop_signals_handled
 
 REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
 
@@ -195,8 +197,15 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
     # one pass over the test split: metrics, and the confusion counts of the report
     metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
     criterion = criterion_to(config.build_criterion(), device)
-    stats = evaluation_stats(model, data_loader, criterion, metrics, device,
-                             config.trainer["amp"])
+    stop = PassStop(data_loader, device)
+    with stop_signals_handled(stop.handler):
+        stats = evaluation_stats(model, data_loader, criterion, metrics, device,
+                                 config.trainer["amp"], stop)
+    if stats is None:  # a stop signal: nothing is written
+        if dist.is_main():
+            print(f"interrupted by {signal_name(stop.signum)}: the test pass stopped; "
+                  f"nothing written", file=sys.stderr)
+        return exit_code(stop.signum)
     if not dist.is_main():
         return 0
     out = output or checkpoint.parent / "test_metrics.json"
