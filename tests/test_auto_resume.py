@@ -156,7 +156,7 @@ def test_resume_auto_requeued_after_sigusr1_equals_an_unbroken_run(tmp_path, tra
     n_train = len(read_csv(log_dir(straight) / "metrics.csv"))
     assert n_train == 3
 
-    # 1080 training samples: 34 batches an epoch; 719 validation samples: 23 batches
+    # 720 training samples and 718 validation samples: 23 batches of each an epoch
     # counts are per start: the third start trains no batch of epoch 2, only validates it
     starts = [("train", 7), ("eval", 23 + 5), ("train", 3), (None, 0)]
     taken = []
@@ -174,7 +174,7 @@ def test_resume_auto_requeued_after_sigusr1_equals_an_unbroken_run(tmp_path, tra
         f"validation)",
         f"--resume auto: resuming {interrupted} (epoch 2, 3 batches into epoch 3)"]
     log = (log_dir(run) / "info.log").read_text()
-    assert "stopped in epoch 2 after 34 batches, in its validation (rerun on resume)" in log
+    assert "stopped in epoch 2 after 23 batches, in its validation (rerun on resume)" in log
     assert [line.split(" INFO ", 1)[1] for line in log.splitlines()
             if " INFO --resume auto:" in line] == taken
 
