@@ -46,9 +46,10 @@ DIST_STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' (collective) st
 class StopTraining(Exception):
     """Raised by an epoch when a stop was requested; carries where it stopped."""
 
-    def __init__(self, epoch: int, batches_done: int, stats):
+    def __init__(self, epoch: int, batches_done: int, stats, validating: bool = False):
         super().__init__(f"stopped in epoch {epoch} after {batches_done} batches")
         self.epoch, self.batches_done, self.stats = epoch, batches_done, stats
+        self.validating = validating  # in the epoch's validation: `stats` are merged already
 
 
 class Interrupted(Exception):
@@ -103,6 +104,7 @@ class BaseTrainer(ABC):
         self.start_batch = 0
         self.global_step = 0  # optimizer steps so far (trainer.max_steps)
         self.partial_stats: dict | None = None
+        self.validating = False  # resuming a stop during validation: train no batch, validate
         self.history: list[dict] = []
         self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
         self.checkpoint_dir: Path = run_folder.save_dir
@@ -302,16 +304,18 @@ class BaseTrainer(ABC):
     def _save_interrupted(self, stop: StopTraining) -> Path:
         state = self._state(stop.epoch - 1, self.history[-1]["loss"] if self.history
                             else float("nan"))
+        stats = stop.stats if stop.validating else stop.stats.merged()
         state["partial_epoch"] = {"epoch": stop.epoch, "batches_done": stop.batches_done,
-                                  "stats": stop.stats.merged().state_dict(),
+                                  "stats": stats.state_dict(), "validating": stop.validating,
                                   "world_size": dist.get_world_size(), "lr": self.epoch_lr}
         path = self.checkpoint_dir / INTERRUPT_NAME
         if not self.is_main:
             return path
         save_atomic(state, path)
         hint = resume_hint(dist.launch_command(), path)
-        self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches; "
-                            f"saved {path}\nresume with: {hint}")
+        during = ", in its validation (rerun on resume)" if stop.validating else ""
+        self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches"
+                            f"{during}; saved {path}\nresume with: {hint}")
         return path
 
     def resume_from(self, ckpt: dict, finetune: bool = False) -> None:
@@ -341,6 +345,7 @@ class BaseTrainer(ABC):
         partial = ckpt.get("partial_epoch")
         if partial:  # its data order was checked up front (trainer/resume_checks.py)
             self.start_batch = partial["batches_done"]
+            self.validating = bool(partial.get("validating"))
             self.epoch_lr = partial.get("lr")
             # the stats of every rank's batches so far, merged: rank 0 carries them on
             self.partial_stats = partial["stats"] if self.is_main else None

@@ -49,15 +49,18 @@ class Candidate:
     mtime: float
 
     @property
-    def progress(self) -> tuple[int, int, int]:
-        """How far into training: (epochs done, batches into the next, optimizer steps)."""
+    def progress(self) -> tuple[int, int, int, int]:
+        """How far into training: (epochs done, batches into the next, in its validation,
+        optimizer steps)."""
         partial = self.ckpt.get("partial_epoch") or {}
         return (int(self.ckpt["epoch"]), int(partial.get("batches_done", 0)),
-                int(self.ckpt.get("global_step", 0)))
+                int(bool(partial.get("validating"))), int(self.ckpt.get("global_step", 0)))
 
     def describe(self) -> str:
-        epoch, batches, _ = self.progress
+        epoch, batches, validating, _ = self.progress
         into = f", {batches} batches into epoch {epoch + 1}" if batches else ""
+        if validating:
+            into = f", epoch {epoch + 1} trained, stopped in its validation"
         return f"{self.path} (epoch {epoch}{into})"
 
 
@@ -170,7 +173,7 @@ def apply_auto_resume(config: ConfigParser) -> tuple[str, bool]:
 
 def _portable(decision: Any) -> Any:
     """The decision without the loaded checkpoint (each rank loads its own copy)."""
-    if isinstance(decision, ConfigError) or decision[0] is None:
+    if decision is None or isinstance(decision, ConfigError) or decision[0] is None:
         return decision
     chosen, line, done = decision
     return Candidate(chosen.path, None, chosen.mtime), line, done

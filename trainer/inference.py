@@ -48,13 +48,17 @@ def test_split_loader(config: ConfigParser):
 
 
 def test_split_metrics(config: ConfigParser, model: torch.nn.Module, data_loader,
-                       device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
+                       device: torch.device, stop=None
+                       ) -> tuple[dict[str, float], torch.Tensor] | None:
     """({loss and each configured metric}, the confusion counts) over the test split; one
-    pass, sharded across ranks under torchrun (every rank gets the whole split's numbers)."""
+    pass, sharded across ranks under torchrun (every rank gets the whole split's numbers).
+    None when `stop` (trainer.trainer.PassStop) ended the pass early."""
     dist.shard_loaders(data_loader)
     metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
     criterion = criterion_to(config.build_criterion(), device)
     stats = evaluation_stats(model, data_loader, criterion, metrics, device,
-                             config.trainer["amp"])
+                             config.trainer["amp"], stop)
+    if stats is None:
+        return None
     result = {k: v for k, v in stats.result().items() if k != REPORT_COUNTS}
     return result, stats.metrics[REPORT_COUNTS].matrix()

@@ -7,6 +7,7 @@ checkpoint, evaluate the test split, write the metrics and the report.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -26,12 +27,13 @@ from trainer.predict import predict
 from trainer.resume_checks import check_resume, check_weights_fit
 from trainer.run_folder import RunFolder, create_run_folder
 from trainer.summary import summarize_on_loader
-from trainer.trainer import Trainer, check_amp
+from trainer.trainer import PassStop, Trainer, check_amp
 from utils import dist
 from utils.checkpoint import BEST_NAME
 from utils.checkpoint_arg import newest_checkpoint
 from utils.errors import ConfigError, RunError
 from utils.files import write_json
+from utils.signals import exit_code, signal_name, stop_signals_handled
 
 
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
@@ -203,7 +205,15 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
             predict(model, data_loader, device, predict_input, out, config["arch"]["type"])
             print(f"saved {out}")
         return 0
-    metrics, counts = test_split_metrics(config, model, data_loader, device)
+    stop = PassStop(data_loader, device)
+    with stop_signals_handled(stop.handler):
+        result = test_split_metrics(config, model, data_loader, device, stop)
+    if result is None:  # a stop signal: nothing is written
+        if dist.is_main():
+            print(f"interrupted by {signal_name(stop.signum)}: the test pass stopped; "
+                  f"nothing written", file=sys.stderr)
+        return exit_code(stop.signum)
+    metrics, counts = result
     if not dist.is_main():
         return 0
     out = output or checkpoint.parent / "test_metrics.json"

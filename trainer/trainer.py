@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import torch
 from tqdm import tqdm
 
 from base import BaseTrainer
-from base.base_trainer import StopTraining
+from base.base_trainer import DIST_STOP_CHECK_EVERY, StopTraining
 from logger.console import Heartbeat
 from trainer.averaging import build_averagers, validation_model
 from trainer.epoch_stats import EpochStats
@@ -75,25 +75,66 @@ def eval_batches(model, loader, device: torch.device, amp: str = "off",
         yield output, target, loss
 
 
-def evaluate(model, loader, criterion, metrics: dict, device,
-             amp: str = "off") -> dict[str, float]:
+def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
+             stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
     """Loss and metrics of `model` over every batch of `loader`.
 
     With a loader sharded across ranks (torch.distributed), the ranks' sums are
-    merged, so each rank returns the single-process result.
+    merged, so each rank returns the single-process result. None when `stop` said so.
     """
-    return evaluation_stats(model, loader, criterion, metrics, device, amp).result()
+    stats = evaluation_stats(model, loader, criterion, metrics, device, amp, stop)
+    return None if stats is None else stats.result()
 
 
-def evaluation_stats(model, loader, criterion, metrics: dict, device,
-                     amp: str = "off") -> EpochStats:
-    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts)."""
+def evaluation_stats(model, loader, criterion, metrics: dict, device, amp: str = "off",
+                     stop: Callable[[int], bool] | None = None) -> EpochStats | None:
+    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts).
+
+    `stop(i)` is asked after batch i (1, 2, ...): True ends the pass at once, returning None
+    (a stop signal during validation or a test pass)."""
     stats = EpochStats(metrics, is_sum_reduction(criterion), device)
-    for output, target, loss in eval_batches(model, loader, device, amp, criterion):
+    batches = eval_batches(model, loader, device, amp, criterion)
+    for i, (output, target, loss) in enumerate(batches, start=1):
         stats.update(loss, output, target)
+        if stop is not None and stop(i):
+            return None
     if dist.is_sharded(loader):
         stats.merged()
     return stats
+
+
+def batches_on_every_rank(loader) -> int:
+    """Evaluation batches that every rank reaches (ranks' shards of an evaluation loader
+    differ by at most one batch): where a collective stop check is safe."""
+    if not dist.is_sharded(loader):
+        return len(loader)
+    sampler = loader.batch_sampler
+    n = sampler.samples()
+    n = n // sampler.batch_size if sampler.drop_last else -(-n // sampler.batch_size)
+    return n // sampler.world_size
+
+
+class PassStop:
+    """Stop signals during an evaluation pass outside training (test.py): `handler` records
+    the signal, and the pass, asking `stop(i)` after each batch, ends within a batch of it
+    (under DDP at batches every rank reaches, all ranks agreeing)."""
+
+    def __init__(self, loader, device: torch.device):
+        self.signum: int | None = None
+        self.device = device
+        self.every = DIST_STOP_CHECK_EVERY if dist.is_distributed() else 1
+        self.safe = batches_on_every_rank(loader)
+
+    def handler(self, signum: int, _frame) -> None:
+        self.signum = signum
+
+    def __call__(self, i: int) -> bool:
+        if not dist.is_distributed():
+            return self.signum is not None
+        if i % self.every or i > self.safe:
+            return False
+        self.signum = dist.max_int(self.signum or 0, self.device) or None
+        return self.signum is not None
 
 
 class Trainer(BaseTrainer):
@@ -116,15 +157,18 @@ class Trainer(BaseTrainer):
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         start_batch, self.start_batch = self.start_batch, 0
+        # resumed from a stop during this epoch's validation: its training is done
+        validating, self.validating = self.validating, False
         stats = EpochStats(self.metrics, self.sum_reduction, self.device)
-        if start_batch and self.partial_stats is not None:
+        if (start_batch or validating) and self.partial_stats is not None:
             stats.load_state_dict(self.partial_stats)
             self.partial_stats = None
         n_batches = epoch_length(self.data_loader, self.len_epoch)
-        bar = progress_bar(n_batches - start_batch, f"epoch {epoch}", self.verbosity,
-                           self.config["trainer"].get("heartbeat_s", 0))
-        batches = epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
-
+        bar = progress_bar(0 if validating else n_batches - start_batch, f"epoch {epoch}",
+                           self.verbosity, self.config["trainer"].get("heartbeat_s", 0))
+        batches = () if validating else \
+            epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
+        batch_idx = start_batch
         for batch_idx, batch in enumerate(batches, start=start_batch + 1):
             *inputs, target = to_device(batch, self.device)
             output, loss = self._train_step(inputs, target, batch_idx, n_batches)
@@ -145,12 +189,30 @@ class Trainer(BaseTrainer):
 
         result = stats.merged().result()
         if self.valid_data_loader is not None:
-            dist.sync_buffers(self.plain_model)
-            model = validation_model(self.averagers, self.model)
-            val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
-                           self.device, self.amp)
-            result.update({f"val_{k}": v for k, v in val.items()})
+            result.update(self._validate(epoch, batch_idx, stats))
         return result
+
+    def _validate(self, epoch: int, batches_done: int, stats: EpochStats) -> dict[str, float]:
+        """The epoch's val_<metric> values; StopTraining within a batch of a stop signal (the
+        checkpoint then holds the trained epoch, and its resume re-runs the validation)."""
+        dist.sync_buffers(self.plain_model)
+        model = validation_model(self.averagers, self.model)
+        val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
+                       self.device, self.amp, self._validation_stop())
+        if val is None:
+            raise StopTraining(epoch, batches_done, stats, validating=True)
+        return {f"val_{k}": v for k, v in val.items()}
+
+    def _validation_stop(self) -> Callable[[int], bool]:
+        """stop(i) for the validation pass: whether a stop was requested (after every batch in
+        one process; under DDP every few batches that all ranks reach, all agreeing)."""
+        every = DIST_STOP_CHECK_EVERY if self.distributed else 1
+        safe = batches_on_every_rank(self.valid_data_loader)
+
+        def stop(i: int) -> bool:
+            return (self.stop_signal is not None or self.distributed) and i % every == 0 \
+                and i <= safe and self._agree_stop()
+        return stop
 
     def _train_step(self, inputs, target, batch_idx: int, n_batches: int):
         """One batch: forward under autocast, backward (loss-scaled for fp16), and, on the
