@@ -29,6 +29,7 @@ from trainer.class_weights import criterion_args, resolved_loss, validate_weight
 from trainer.compiling import validate_compile
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
+from trainer.swa import validate_swa
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
@@ -115,6 +116,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
            "a number >= 0 (0 or null = off)", clip)
     resolved["ema"] = validate_ema(resolved["ema"])
     resolved["compile"] = validate_compile(resolved["compile"])
+    resolved["swa"] = validate_swa(resolved["swa"], resolved["epochs"])
     for key in ("len_epoch", "max_steps"):
         expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
                f"trainer.{key}", "a positive integer or null (off)", resolved[key])
