@@ -35,10 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict", nargs="?", const="", metavar="INPUT_CSV",
                         help="write predictions instead of metrics: for a CSV file of raw "
                              "features, or for the test split when no file is given")
-    parser.add_argument("--weights", choices=("raw", "ema"),
-                        help="which weights to evaluate: the trained (raw) ones or the moving "
-                             "average kept by trainer.ema (default: the weights the run "
-                             "validated and monitored)")
+    parser.add_argument("--weights", choices=("raw", "ema", "swa"),
+                        help="which weights to evaluate: the trained (raw) ones, the moving "
+                             "average of trainer.ema or the average of trainer.swa (default: "
+                             "the weights the run validated and monitored)")
     parser.add_argument("--export", metavar="FILE",
                         help="write the model to FILE instead: .onnx (onnxruntime), .pt2 "
                              "(torch.export) or .safetensors (weights, plus the config as .json "

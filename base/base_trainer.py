@@ -137,8 +137,11 @@ class BaseTrainer(ABC):
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _step_scheduler(self, row: dict) -> None:
-        if self.lr_scheduler is None or self.step_interval:
+    def _step_scheduler(self, row: dict, epoch: int) -> None:
+        """After an epoch: the averagers' epoch updates (SWA then owns the lr), else the
+        scheduler's epoch step."""
+        if any([a.after_epoch(epoch, self.plain_model) for a in self.averagers]) \
+                or self.lr_scheduler is None or self.step_interval:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             key = self.mnt_metric or ("val_loss" if "val_loss" in row else "loss")
@@ -150,7 +153,8 @@ class BaseTrainer(ABC):
         """After optimizer step number `optimizer_step` of the run (1, 2, ...): with
         interval step, log the lr that step used (TensorBoard `lr_step`) and step the
         scheduler."""
-        if self.lr_scheduler is None or not self.step_interval:
+        if self.lr_scheduler is None or not self.step_interval \
+                or any(a.owns_lr for a in self.averagers):
             return
         if self.writer is not None:
             self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
@@ -210,7 +214,7 @@ class BaseTrainer(ABC):
             except StopTraining as stop:
                 path = self._save_interrupted(stop)
                 raise Interrupted(self.stop_signal, path) from None
-            self._step_scheduler(result)
+            self._step_scheduler(result, epoch)
             row = {"epoch": epoch, **result, "lr": lr,
                    "seconds": round(time.perf_counter() - start, 4)}
             self.epoch_lr = None
@@ -228,7 +232,10 @@ class BaseTrainer(ABC):
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
             done = self._max_steps_reached()
-            periodic = epoch % self.save_period == 0 or epoch == self.epochs or stop or done
+            last = epoch == self.epochs or stop or done
+            for averager in self.averagers if last else ():  # SWA: update_bn, then saved
+                averager.finish(self.data_loader, self.device, epoch)
+            periodic = epoch % self.save_period == 0 or last
             if periodic or improved:
                 self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
             saved = ("ckpt",) * periodic + ("best",) * improved

@@ -1,4 +1,5 @@
-"""Averaged weights: an exponential moving average (trainer.ema) of the model.
+"""Averaged weights: an exponential moving average (trainer.ema) of the model; the
+average of trainer.swa is in trainer/swa.py, with the same interface.
 
 The average is torch.optim.swa_utils.AveragedModel with get_ema_multi_avg_fn and
 use_buffers=True, as AveragedModel documents for models with BatchNorm: the
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from trainer.swa import SWA
 from utils.errors import ConfigError, check_keys
 from utils.schema import expect, is_int, is_number
 
@@ -51,6 +53,7 @@ class EMA:
     """The moving average of a model's weights and buffers, updated after optimizer steps."""
 
     prefix = "ema"
+    owns_lr = False  # the lr stays the configured scheduler's (trainer/swa.py takes it over)
 
     def __init__(self, model: torch.nn.Module, decay: float, every: int = 1,
                  validate: bool = True):
@@ -71,6 +74,13 @@ class EMA:
         if self.steps % self.every == 0:
             self.averaged.update_parameters(model)
 
+    def after_epoch(self, epoch: int, model: torch.nn.Module) -> bool:
+        """Nothing per epoch: the EMA follows the optimizer steps."""
+        return False
+
+    def finish(self, loader: Any, device: torch.device, epoch: int) -> None:
+        """Nothing at the end: the EMA averages the buffers along with the weights."""
+
     def state(self) -> dict:
         """Checkpoint entries: `ema_state_dict` (loads into the plain model class) and
         `ema_steps` (optimizer steps seen, updates made)."""
@@ -90,11 +100,15 @@ class EMA:
         return True
 
 
-def build_averagers(trainer_cfg: dict, model: torch.nn.Module) -> list:
-    """The averagers trainer_cfg asks for, around the plain `model` (on its device)."""
-    averagers = []
+def build_averagers(trainer_cfg: dict, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> list:
+    """The averagers trainer_cfg asks for (EMA, SWA), around the plain `model` (on its
+    device); SWA's SWALR sets the lr of `optimizer` once it starts."""
+    averagers: list = []
     if trainer_cfg.get("ema"):
         averagers.append(EMA(model, **trainer_cfg["ema"]))
+    if trainer_cfg.get("swa"):
+        averagers.append(SWA(model, optimizer, **trainer_cfg["swa"]))
     return averagers
 
 
@@ -117,6 +131,7 @@ def pick_weights(ckpt: dict, which: str | None, path: Any) -> tuple[str, dict]:
     which = which or monitored_weights(ckpt["config"])
     state = ckpt.get(WEIGHT_KEYS[which])
     if state is None:
+        when = " or had not reached trainer.swa.start_epoch" if which == "swa" else ""
         raise ConfigError(f"{path}: --weights {which}: the checkpoint holds no {which} weights "
-                          f"(the run had trainer.{which} off)")
+                          f"(the run had trainer.{which} off{when})")
     return which, state

@@ -31,6 +31,7 @@ from trainer.compiling import validate_compile
 from trainer.config_checks import build_sized_model, check_name, check_save_dir, check_tuple_args
 from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
 from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
+from trainer.swa import validate_swa
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
@@ -112,6 +113,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
     resolved["loggers"], resolved["mlflow"] = validate_loggers(resolved["loggers"],
                                                                resolved["mlflow"])
     resolved["compile"] = validate_compile(resolved["compile"])
+    resolved["swa"] = validate_swa(resolved["swa"], resolved["epochs"])
     for key in ("len_epoch", "max_steps"):
         expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
                f"trainer.{key}", "a positive integer or null (off)", resolved[key])

@@ -152,7 +152,7 @@ class Trainer(BaseTrainer):
         self.len_epoch = cfg.get("len_epoch")
         self.max_steps = cfg.get("max_steps")
         self.autocast = autocast(self.amp, self.device)
-        self.averagers = build_averagers(cfg, self.plain_model)
+        self.averagers = build_averagers(cfg, self.plain_model, self.optimizer)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()

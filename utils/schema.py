@@ -30,6 +30,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "accumulate_steps": 1,
     "clip_grad_norm": 0,
     "ema": None,
+    "swa": None,
     "compile": False,
     "len_epoch": None,
     "max_steps": None,
