@@ -39,6 +39,7 @@ def open_parent(sweep: Sweep) -> str | None:
     except Exception as e:  # MlflowException, OSError, a server that does not answer
         raise mlflow_logger.failed(f"open the sweep's parent run at {uri}", e) from None
     os.environ[mlflow_logger.PARENT_ENV] = run_id
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # trials' save_dir is the sweep folder: same store
     atexit.register(_end, client, run_id)
     return run_id
 
