@@ -50,6 +50,10 @@ class Ctx:
         (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
         return path
 
+    def folder(self, name: str) -> Path:
+        (self.tmp / name).mkdir()
+        return self.tmp / name
+
     def yaml_on_digits(self, name: str, text: str) -> Path:
         return self.file(name, f"_base_: {DIGITS}\n{text}")
 
@@ -165,6 +169,17 @@ CASES = [
     ("a-tensor-not-a-mapping", "test.py",
      lambda c: ["-r", (torch.save(torch.zeros(2), c.tmp / "t.pth"), c.tmp / "t.pth")[1]],
      ["t.pth", "not a checkpoint this project wrote", "Tensor"], 2),
+    # issue 18: a folder is not "not found"; a misspelt key suggests only what is accepted
+    ("test-a-folder-without-checkpoints", "test.py", lambda c: ["-r", c.folder("run")],
+     ["run", "the folder holds no checkpoint", "model_best.pth"], 2),
+    ("resume-a-folder-without-checkpoints", "train.py", lambda c: ["-r", c.folder("run")],
+     ["run", "the folder holds no checkpoint"], 2),
+    ("misspelt-key", "train.py", on_digits("trainer.epochz=5"),
+     ["trainer.epochz", "no such key", "did you mean 'trainer.epochs'"], 2),
+    # a metric is tried on one batch of model output too, like the loss
+    ("metric-cannot-take-output", "train.py",
+     on_digits("metrics=[torch.nn.functional.mse_loss]"),
+     ["metrics[0]", "mse_loss", "[64, 10] float32", "[64] int64"], 2),
 ]
 
 
@@ -180,6 +195,8 @@ def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and all(n in lines[0] for n in named), r.stderr
     assert "Traceback" not in r.stderr and "weights_only" not in r.stderr
+    if "did you mean" in lines[0]:  # it never suggests +key, which would then fail
+        assert "+" not in lines[0].split("did you mean")[1]
     assert checksums(tmp_path) == before
 
 
