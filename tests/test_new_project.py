@@ -35,7 +35,9 @@ def test_new_project_passes_its_tests_and_trains(tmp_path):
 
     r = run_in(project, "train.py", "-c", "config/example.json")
     assert r.returncode == 0, r.stderr
-    runs = list((project / "saved" / "models" / "example").iterdir())
+    experiment = project / "saved" / "models" / "example"
+    runs = [p for p in experiment.iterdir() if p.is_dir()]  # beside them: the `latest` pointer
+    assert (experiment / "latest").read_text().strip() == runs[0].name
     assert len(runs) == 1
     assert (runs[0] / "model_best.pth").is_file()
     assert (runs[0] / "checkpoint-epoch10.pth").is_file()
