@@ -21,8 +21,8 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainer.swa import SWA
-from utils.errors import ConfigError, check_keys
-from utils.schema import expect, is_int, is_number
+from utils.errors import ConfigError
+from utils.schema import expect, is_int, is_number, option_mapping
 
 EMA_DEFAULTS = {"decay": 0.999, "every": 1, "validate": True}
 WEIGHT_KEYS = {"raw": "model_state_dict", "ema": "ema_state_dict", "swa": "swa_state_dict"}
@@ -30,14 +30,10 @@ WEIGHT_KEYS = {"raw": "model_state_dict", "ema": "ema_state_dict", "swa": "swa_s
 
 def validate_ema(value: Any) -> dict | None:
     """trainer.ema resolved: None (off) or {decay, every, validate}."""
-    if value is None or value is False:
+    value = option_mapping(value, "trainer.ema", EMA_DEFAULTS,
+                           "null (off) or a mapping such as {decay: 0.999, every: 1}")
+    if value is None:
         return None
-    if value is True:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"trainer.ema: expected null (off) or a mapping such as "
-                          f"{{decay: 0.999, every: 1}}, got {value!r}")
-    check_keys(value, EMA_DEFAULTS, "trainer.ema")
     resolved = {**EMA_DEFAULTS, **value}
     decay = resolved["decay"]
     expect(is_number(decay) and 0.0 <= decay <= 1.0, "trainer.ema.decay",

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from utils.errors import ConfigError, check_keys, did_you_mean
-from utils.schema import expect
+from utils.errors import ConfigError, did_you_mean
+from utils.schema import expect, option_mapping
 
 # torch.compile's arguments a config can spell (the others take Python objects)
 COMPILE_ARGS = ("backend", "mode", "options", "fullgraph", "dynamic", "disable")
@@ -47,15 +47,10 @@ def _modes() -> list[str]:
 def validate_compile(value: Any) -> dict | bool:
     """trainer.compile resolved: False (off) or torch.compile's keyword arguments
     (true is {backend: inductor})."""
-    if value is None or value is False:
+    value = option_mapping(value, KEY, COMPILE_ARGS, "true, false or a mapping of "
+                           "torch.compile arguments such as {backend: inductor, mode: default}")
+    if value is None:
         return False
-    if value is True:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{KEY}: expected true, false or a mapping of torch.compile "
-                          f"arguments such as {{backend: inductor, mode: default}}, "
-                          f"got {value!r}")
-    check_keys(value, COMPILE_ARGS, KEY)
     resolved = {"backend": DEFAULT_BACKEND, **value}
     backend = resolved["backend"]
     expect(isinstance(backend, str) and backend != "", f"{KEY}.backend",

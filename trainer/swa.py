@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
-from utils.errors import ConfigError, check_keys
-from utils.schema import expect, is_int, is_number
+from utils.errors import ConfigError
+from utils.schema import expect, is_int, is_number, option_mapping
 
 SWA_DEFAULTS = {"start_epoch": None, "swa_lr": None, "anneal_epochs": 10,
                 "anneal_strategy": "cos"}
@@ -36,12 +36,10 @@ ANNEAL_STRATEGIES = ("cos", "linear")
 def validate_swa(value: Any, epochs: Any) -> dict | None:
     """trainer.swa resolved: None (off) or {start_epoch, swa_lr, anneal_epochs,
     anneal_strategy}; start_epoch must fall within trainer.epochs."""
-    if value is None or value is False:
+    value = option_mapping(value, "trainer.swa", SWA_DEFAULTS, "null (off) or a mapping such "
+                           "as {start_epoch: 20, swa_lr: 0.01}", true_is_empty=False)
+    if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"trainer.swa: expected null (off) or a mapping such as "
-                          f"{{start_epoch: 20, swa_lr: 0.01}}, got {value!r}")
-    check_keys(value, SWA_DEFAULTS, "trainer.swa")
     for key in ("start_epoch", "swa_lr"):
         if key not in value:
             raise ConfigError(f"trainer.swa.{key}: required key is missing")

@@ -7,6 +7,7 @@ validation that uses it lives in trainer/parse_config.py.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
@@ -64,6 +65,20 @@ def expect(cond: bool, key: str, expected: str, value: Any) -> None:
     """ConfigError '<key>: expected <expected>, got <value>' unless `cond`."""
     if not cond:
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def option_mapping(value: Any, key: str, allowed: Iterable[str], expected: str,
+                   true_is_empty: bool = True) -> dict | None:
+    """A trainer option that is off or a mapping (trainer.ema, .swa, .compile): None for
+    null or false, {} for true (where `true_is_empty`), else the mapping after its keys are
+    checked against `allowed`; anything else is '<key>: expected <expected>, got ...'."""
+    if value is None or value is False:
+        return None
+    if value is True and true_is_empty:
+        return {}
+    expect(isinstance(value, dict), key, expected, value)
+    check_keys(value, allowed, key)
+    return value
 
 
 def parse_monitor(monitor: str) -> tuple[str, str | None]:
