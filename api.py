@@ -10,6 +10,9 @@ Validation is the command line's; errors are raised, never sys.exit: ConfigError
 the CLI reports with exit 2: a bad config, override, checkpoint or input) and RunError
 (exit 1: a failure while running), both from utils.errors; a stop signal during train()
 raises Interrupted after saving a checkpoint. All three are re-exported here.
+
+A checkpoint's (or export's) config is data: its dotted types pick only classes of the
+kind each key needs, unless `trust_config=True` (docs/checkpoints.md, "Trust").
 """
 
 from __future__ import annotations
@@ -36,35 +39,67 @@ from utils.errors import ConfigError, RunError
 __all__ = ["ConfigError", "Interrupted", "RunError", "evaluate", "load", "predict", "train"]
 
 
-def load(checkpoint: str | Path, weights: str | None = None) -> tuple[torch.nn.Module, dict]:
+TRUST_FLAG = "trust_config=True"  # how an api user allows any type, for the error message
+
+
+def load(checkpoint: str | Path, weights: str | None = None,
+         trust_config: bool = False) -> tuple[torch.nn.Module, dict]:
     """(model, resolved config) of a checkpoint, a run folder (its model_best.pth) or a
-    .safetensors export (with its .json beside it). The model is in eval mode on the CPU and
-    standardizes its inputs itself: give it raw features. `weights`: raw, ema or swa
-    (None: the weights the run monitored, as test.py)."""
+    .safetensors export (its config in the file's metadata). The model is in eval mode on the
+    CPU and standardizes its inputs itself: give it raw features. `weights`: raw, ema or swa
+    (None: the weights the run monitored, as test.py). The stored config is data unless
+    `trust_config`: its dotted types may name only classes of the kind each key needs."""
     path = best_of(Path(checkpoint))
     if path.suffix == ".safetensors":
-        return model_from_safetensors(path)
-    config = ConfigParser.from_checkpoint(path)
+        return model_from_safetensors(path, trust_config, TRUST_FLAG)
+    config = ConfigParser.from_checkpoint(path, trust_config, TRUST_FLAG)
     _, model = trained_model(config, weights)
     return model, config.config
 
 
-def _tensor(x: Any) -> torch.Tensor:
-    t = torch.as_tensor(x)
+EXPECTED_INPUTS = "a tensor, a NumPy array or a nested list of numbers"
+
+
+def _tensor(x: Any, where: str) -> torch.Tensor:
+    """`x` as a tensor (floating values as float32), or a ConfigError naming `where`."""
+    if x is None or isinstance(x, str | bytes | dict):
+        raise ConfigError(f"predict: {where}: expected {EXPECTED_INPUTS}, got "
+                          f"{type(x).__name__}")
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        reason = " ".join(str(e).split())
+        raise ConfigError(f"predict: {where}: cannot be read as numbers ({reason}); expected "
+                          f"{EXPECTED_INPUTS}, every example with the same number of "
+                          f"values") from None
     return t.float() if t.is_floating_point() else t
 
 
-def predict(checkpoint_or_model: str | Path | torch.nn.Module, inputs: Any) -> torch.Tensor:
-    """The model's outputs (logits for classification) for raw `inputs`, on the CPU.
+def _examples(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """The inputs as tensors whose first dimension counts the examples: a 1-D first input is
+    one example (its features, or one sequence's token ids), given a batch dimension."""
+    several = isinstance(inputs, tuple)
+    xs = tuple(_tensor(x, f"inputs[{i}]" if several else "inputs")
+               for i, x in enumerate(inputs if several else (inputs,)))
+    if xs and xs[0].dim() == 1 and len(xs[0]) > 0:
+        xs = tuple(x.unsqueeze(0) for x in xs)
+    return xs
 
-    `inputs`: a tensor, NumPy array or nested list of examples (floating values become
-    float32); a tuple for a model of several inputs (the sequence models: token ids, lengths).
-    A checkpoint or run folder is loaded with load(); a model keeps its device and its
+
+def predict(checkpoint_or_model: str | Path | torch.nn.Module, inputs: Any,
+            trust_config: bool = False) -> torch.Tensor:
+    """The model's outputs (logits for classification) for raw `inputs`, on the CPU: one row
+    per example, (n_examples, n_outputs).
+
+    `inputs`: a tensor, NumPy array or nested list of examples, one per row (floating values
+    become float32); a 1-D input is one example, its output shape (1, n_outputs); a tuple for a
+    model of several inputs (the sequence models: token ids, lengths). A checkpoint or run
+    folder is loaded with load() (`trust_config` as there); a model keeps its device and its
     train/eval mode (it runs in eval mode, without gradients)."""
     model = checkpoint_or_model
     if not isinstance(model, torch.nn.Module):
-        model = load(model)[0]
-    xs = tuple(_tensor(x) for x in (inputs if isinstance(inputs, tuple) else (inputs,)))
+        model = load(model, trust_config=trust_config)[0]
+    xs = _examples(inputs)
     if not xs or any(x.dim() == 0 or len(x) == 0 for x in xs) or len({len(x) for x in xs}) > 1:
         raise ConfigError("predict: inputs must hold one or more examples (the same number in "
                           "each input), the first dimension counting them")
@@ -103,10 +138,12 @@ def train(config: str | Path | dict, overrides: list[str] | None = None) -> Path
         return Path(json.loads(run_file.read_text(encoding="utf-8"))["run_dir"])
 
 
-def evaluate(checkpoint: str | Path, weights: str | None = None) -> dict[str, float]:
+def evaluate(checkpoint: str | Path, weights: str | None = None,
+             trust_config: bool = False) -> dict[str, float]:
     """The checkpoint's (or run folder's) loss and metrics on its held-out test split, keyed
-    by the configured metric names: test.py's numbers, with nothing written."""
-    config = ConfigParser.from_checkpoint(best_of(Path(checkpoint)))
+    by the configured metric names: test.py's numbers, with nothing written. The stored
+    config is data unless `trust_config` (as in load())."""
+    config = ConfigParser.from_checkpoint(best_of(Path(checkpoint)), trust_config, TRUST_FLAG)
     data_loader = test_split_loader(config)
     _, model = trained_model(config, weights)
     device, _ = dist.setup_device(config["n_gpu"])

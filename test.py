@@ -8,7 +8,8 @@ trial's best model: mean ± std and, for classification, their ensemble (sweep/f
 
 Everything (data, model, loss, metrics) is rebuilt from the checkpoint's config;
 the metrics are printed and written as JSON (test_metrics.json beside the
-checkpoint unless --output is given).
+checkpoint unless --output is given). That config is data: its dotted types pick
+only classes of the expected kind unless --trust-config (docs/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the weights the run validated and monitored)")
     parser.add_argument("--export", metavar="FILE",
                         help="write the model to FILE instead: .onnx (onnxruntime), .pt2 "
-                             "(torch.export) or .safetensors (weights, plus the config as .json "
-                             "beside it); checked against PyTorch on a test batch")
+                             "(torch.export) or .safetensors (weights, the config in its "
+                             "metadata); checked against PyTorch on a test batch; nothing but "
+                             "FILE is written")
+    parser.add_argument("--force", action="store_true",
+                        help="with --export: replace FILE if it exists")
+    parser.add_argument("--trust-config", action="store_true",
+                        help="let the checkpoint's config name any class or function by "
+                             "import path (by default a config read from a file is data: a "
+                             "dotted type must be a class of the kind its key needs, e.g. an "
+                             "nn.Module for arch and loss); only for checkpoints you trust")
     return parser.parse_args(argv)
 
 
@@ -61,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.export is not None and args.predict is not None:
             raise ConfigError("--export and --predict: give one of them")
+        if args.force and args.export is None:
+            raise ConfigError("--force replaces an --export FILE: give --export FILE")
         if is_sweep_folder(Path(args.resume)):  # folds or repeats: every trial's best model
             if args.predict is not None:
                 raise ConfigError("--predict takes one checkpoint, not a sweep folder")
             if args.export is not None:
                 raise ConfigError("--export takes one checkpoint, not a sweep folder")
-            return test_sweep(Path(args.resume), Path(args.output) if args.output else None)
+            return test_sweep(Path(args.resume), Path(args.output) if args.output else None,
+                              args.trust_config)
         return test(Path(args.resume), Path(args.output) if args.output else None,
-                    args.predict, args.weights, Path(args.export) if args.export else None)
+                    args.predict, args.weights, Path(args.export) if args.export else None,
+                    args.force, args.trust_config)
     except (ConfigError, RunError) as e:
         return report(e)
     finally:

@@ -7,6 +7,8 @@ Fine-tune:       python train.py -c config/digits_mlp.yaml -r saved/models/digit
                      trainer.epochs=40 optimizer.args.lr=0.0001   (epochs count on from the
                      checkpoint's epoch)
 Requeue blindly: python train.py -c config/digits_mlp.json --resume auto
+A config read from a checkpoint (-r without -c) is data: its dotted types pick only classes of
+the expected kind unless --trust-config (docs/checkpoints.md).
 How one epoch runs, file by file: docs/design.md.
 """
 
@@ -32,6 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "'auto' continues this config's newest checkpoint or starts fresh")
     parser.add_argument("--allow-changed", action="store_true",
                         help="resume even though the config changed since the checkpoint")
+    parser.add_argument("--trust-config", action="store_true",
+                        help="with -r and no -c: let the checkpoint's config (or the run "
+                             "folder's config.json) name any class or function by import path; "
+                             "by default a config read from a file is data: a dotted type must "
+                             "be a class of the kind its key needs (an nn.Module for arch and "
+                             "loss, an Optimizer, ...), unless this command line sets it; also "
+                             "passed to a sweep's resumed and tested trials")
     parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES (e.g. 0,1)")
     parser.add_argument("--lr", type=float, help="shortcut for optimizer.args.lr")
     parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")

@@ -6,7 +6,8 @@ BaseMetric subclass of model/metric.py with a `name` (or any public function
 there: a plain function metric). A loss function called `x_loss` is also found
 as `x` (`mse_loss` answers to `loss: mse`). A `type` with a dot is imported
 instead (`torch.nn.HuberLoss`, `mypkg.models.Net`); a model from outside
-BaseModel gets no input standardization.
+BaseModel gets no input standardization. Where the config is data (read from a
+checkpoint), a dotted type picks only a class of the kind below (utils/registry.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from base import BaseModel
 from base.base_metric import BaseMetric
-from utils.registry import Registry, functions_in, subclasses_in
+from utils.registry import Kind, Registry, functions_in, subclasses_in
 
 
 def _models(module) -> dict:
@@ -49,6 +50,10 @@ def _torch_losses() -> dict:
     }
 
 
-MODELS = Registry("model", "model", _models)
-LOSSES = Registry("loss", "model.loss", _losses, extra=_torch_losses)
-METRICS = Registry("metric", "model.metric", _metrics)
+MODULE = Kind("a subclass of torch.nn.Module", (nn.Module,))
+# a BaseMetric, or a torchmetrics Metric (matched by name: torchmetrics stays an optional extra)
+METRIC = Kind("a metric class (a subclass of base.base_metric.BaseMetric or "
+              "torchmetrics.Metric)", (BaseMetric,), ("torchmetrics.metric.Metric",))
+MODELS = Registry("model", "model", _models, MODULE)
+LOSSES = Registry("loss", "model.loss", _losses, MODULE, extra=_torch_losses)
+METRICS = Registry("metric", "model.metric", _metrics, METRIC)

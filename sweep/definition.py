@@ -93,6 +93,7 @@ class Sweep:
     sweep_id: str = ""
     raw: dict = field(default_factory=dict)  # the config as given, overrides applied
     plan: list[Trial] = field(default_factory=list)  # grid and random: every trial up front
+    trust_config: bool = False  # --trust-config: passed to the trials' resume and test.py
 
     @property
     def uses_optuna(self) -> bool:

@@ -20,6 +20,7 @@ from sweep.replicates import REPLICATE_KEYS, mean_std
 from trainer.parse_config import ConfigParser
 from trainer.predict import collect_outputs
 from trainer.trainer import evaluation_stats
+from trainer.weights import load_weights
 from utils.errors import ConfigError
 from utils.files import read_json, write_json
 
@@ -44,17 +45,16 @@ def finished_trials(folder: Path) -> list[dict]:
     return sorted(records, key=lambda r: r["trial"])
 
 
-def evaluate(checkpoint: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """One model's test metrics, its outputs on the test split and the targets."""
-    config = ConfigParser.from_checkpoint(checkpoint)
+def evaluate(checkpoint: Path, trust_config: bool = False
+             ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """One model's test metrics, its outputs on the test split and the targets. The
+    checkpoint's config is data unless `trust_config` (--trust-config)."""
+    config = ConfigParser.from_checkpoint(checkpoint, trust_config)
     loader = config.build_data_loader(training=False)
     if loader.n_samples == 0:
         raise ConfigError(f"{checkpoint}: its config holds out no test split")
     model = config.build_model()
-    try:
-        model.load_state_dict(config.checkpoint["model_state_dict"])
-    except RuntimeError as e:
-        raise ConfigError(f"{checkpoint}: weights do not fit: {str(e).splitlines()[0]}") from None
+    load_weights(model, config.checkpoint["model_state_dict"], checkpoint, config["arch"]["type"])
     device = torch.device("cpu")
     model.eval()
     stats = evaluation_stats(model, loader, config.build_criterion(), config.build_metrics(),
@@ -63,15 +63,16 @@ def evaluate(checkpoint: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
     return stats.result(), output, target
 
 
-def test_sweep(folder: Path, output: Path | None = None) -> int:
-    """Evaluate every finished trial of `folder`; the process exit code."""
+def test_sweep(folder: Path, output: Path | None = None, trust_config: bool = False) -> int:
+    """Evaluate every finished trial of `folder`; the process exit code. The trials'
+    checkpoints (found through the folder's records) are data unless `trust_config`."""
     rows, outputs, target = [], [], None
     for record in finished_trials(folder):
         ckpt = best_checkpoint(trial_run_dir(folder, record.get("run_dir")))
         if ckpt is None:
             raise ConfigError(f"{folder}: trial {record['trial']} has no checkpoint in "
                               f"{record.get('run_dir')}")
-        metrics, out, tgt = evaluate(ckpt)
+        metrics, out, tgt = evaluate(ckpt, trust_config)
         if target is not None and not torch.equal(tgt, target):
             raise ConfigError(f"{ckpt}: its test split differs from the other trials'")
         target = tgt

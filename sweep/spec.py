@@ -98,6 +98,7 @@ def load_sweep(args: Any) -> Sweep | None:
     except ConfigError as e:
         raise ConfigError(e if str(e).startswith(source) else f"{source}: {e}") from None
     sweep.sweep_id = sweep_id(sweep)
+    sweep.trust_config = bool(getattr(args, "trust_config", False))
     return sweep
 
 

@@ -57,7 +57,7 @@ def train_and_test(launcher: Launcher, sweep: Sweep, number: int, config: dict, 
         if record is None:
             return None
     if test and record.get("status") == "finished":
-        test_trial(launcher, record, log)
+        test_trial(launcher, sweep, record, log)
     record["seconds"] = round((record.get("seconds") or 0.0) + time.perf_counter() - start, 2)
     record["log"] = str(log)
     return record
@@ -80,8 +80,9 @@ def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, rec
         earlier = read_json(run_file) if run_file.is_file() else None
         if earlier and earlier.get("run_dir"):
             record.update(earlier, status="running")
-    resume = resume_point(record)
-    cmd = python("train.py") + (["-r", str(resume)] if resume else ["-c", str(config_path)])
+    resume = resume_point(record)  # its checkpoint's config is data, as for any -r
+    cmd = python("train.py") + (["-r", str(resume), *trust_flag(sweep)] if resume
+                                else ["-c", str(config_path)])
     run_file.unlink(missing_ok=True)
     rc = launcher.run(cmd, log, run_file, poll)
     if rc is None:
@@ -96,14 +97,20 @@ def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, rec
     return record
 
 
-def test_trial(launcher: Launcher, record: dict, log: Path) -> None:
+def trust_flag(sweep: Sweep) -> list[str]:
+    """--trust-config for a trial's train.py -r and test.py when the sweep was given it."""
+    return ["--trust-config"] if sweep.trust_config else []
+
+
+def test_trial(launcher: Launcher, sweep: Sweep, record: dict, log: Path) -> None:
     """test.py on the trial's best checkpoint; its metrics (or its error) go into `record`."""
     ckpt = best_checkpoint(record.get("run_dir"))
     if ckpt is None:
         record.update(status="failed", error="test: no checkpoint in the run folder")
         return
     out = ckpt.parent / "test_metrics.json"
-    rc = launcher.run(python("test.py") + ["-r", str(ckpt), "--output", str(out)], log)
+    rc = launcher.run(python("test.py") + ["-r", str(ckpt), "--output", str(out),
+                                           *trust_flag(sweep)], log)
     if rc == 0:
         record.update(test=read_json(out), checkpoint=str(ckpt))
     elif rc is not None:

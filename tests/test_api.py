@@ -94,3 +94,24 @@ def test_errors_are_exceptions_with_the_cli_message(run_dir, tmp_path):
         api.predict(run_dir, torch.zeros(2, 5))
     with pytest.raises(ConfigError, match=r"^predict: inputs must hold one or more examples"):
         api.predict(run_dir, torch.zeros(0, 64))
+
+
+def test_one_example_and_bad_inputs(run_dir):
+    """A 1-D input is one example: (1, n_outputs), the row a batch gives it. None, strings,
+    mappings and ragged lists are one ConfigError line each."""
+    model, _ = api.load(run_dir)
+    x = raw_test_features(run_dir)[:3]
+    one = api.predict(model, x[1])
+    assert one.shape == (1, 10)
+    assert torch.allclose(one[0], api.predict(model, x)[1], atol=1e-6)
+    assert api.predict(model, x[1].tolist()).shape == (1, 10)
+    expected = "expected a tensor, a NumPy array or a nested list of numbers, got"
+    for bad, got in ((None, "NoneType"), ("1,2,3", "str"), ({"x": 1}, "dict")):
+        with pytest.raises(ConfigError, match=rf"^predict: inputs: {expected} {got}$"):
+            api.predict(model, bad)
+    with pytest.raises(ConfigError, match=r"^predict: inputs: cannot be read as numbers "
+                                          r"\(expected sequence of length 64 at dim 1 \(got 2\)\);"
+                                          r" .* every example with the same number of values$"):
+        api.predict(model, [[0.0] * 64, [0.0] * 2])
+    with pytest.raises(ConfigError, match=r"^predict: inputs\[1\]: expected .* got NoneType$"):
+        api.predict(model, (x, None))

@@ -180,6 +180,17 @@ CASES = [
     ("metric-cannot-take-output", "train.py",
      on_digits("metrics=[torch.nn.functional.mse_loss]"),
      ["metrics[0]", "mse_loss", "[64, 10] float32", "[64] int64"], 2),
+    # issue 24: exports are checked before any work; weights that do not fit, said in full
+    ("export-onto-a-folder", "test.py",
+     lambda c: ["-r", c.checkpoint(), "--export", c.folder("out.onnx")],
+     ["--export", "out.onnx", "is a folder"], 2),
+    ("export-file-exists", "test.py",
+     lambda c: ["-r", c.checkpoint(), "--export", c.file("model.pt2", "the user's")],
+     ["model.pt2 exists", "--force"], 2),
+    ("test-weights-do-not-fit", "test.py",
+     lambda c: ["-r", c.edited(lambda k: k["config"]["arch"]["args"].update(hidden=64))],
+     ["edited.pth", "the weights do not fit the model MLP", "hidden.0.weight is [128, 64] in the "
+      "file and [64, 64] in the model", "more mismatches"], 2),
 ]
 
 

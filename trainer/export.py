@@ -14,9 +14,13 @@ difference is at most TOLERANCE (docs/export.md).
                 dynamic; checked with torch.export.load. Packed sequences
                 (LSTMClassifier) have data-dependent shapes torch.export cannot
                 trace: a one-line error says so.
-  .safetensors  the state_dict (safetensors.torch.save_file) and the resolved
-                config as JSON beside it (model.json for model.safetensors);
+  .safetensors  the state_dict (safetensors.torch.save_file), the resolved
+                config in the file's own metadata (key `config`, a JSON string);
                 checked by loading both into a freshly built model. Extra: safetensors.
+
+Nothing but FILE is ever written or replaced (and, for an ONNX model over 1.5
+GB, its FILE.data); an existing FILE needs --force. Reading a .safetensors
+back (api.load), its config is data: utils/registry.py Trust.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from pathlib import Path
 
 import torch
 
-from trainer.parse_config import ConfigParser, validate_config
+from trainer.parse_config import ConfigParser
+from trainer.weights import load_weights
 from utils.errors import ConfigError, RunError
 from utils.files import process_umask
 
@@ -54,9 +59,30 @@ FORMATS = {".onnx": Format("ONNX", ("onnx", "onnxruntime", "onnxscript"), "onnx"
            ".safetensors": Format("safetensors", ("safetensors",), "safetensors")}
 
 
-def check_export_target(path: Path) -> Format:
-    """The format of `path` (ConfigError for an unknown suffix, RunError for a missing
-    extra), before any checkpoint or data is read."""
+def check_export_target(path: Path, force: bool = False) -> Format:
+    """The format of `path`, checked before any checkpoint or data is read: ConfigError for
+    an unknown suffix, a folder, a FILE that exists (without `force`) or a parent that is not
+    a folder; RunError for a missing extra."""
+    fmt = export_format(path)
+    if path.is_dir():
+        raise ConfigError(f"--export {path}: is a folder; give a file name such as "
+                          f"{path / ('model' + path.suffix.lower())}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"--export {path}: {path.parent} is not a folder")
+    taken = [p for p in _written(path) if p.exists() or p.is_symlink()]
+    if taken and not force:
+        raise ConfigError(f"--export {path}: {taken[0]} exists; pass --force to replace it")
+    return fmt
+
+
+def _written(path: Path) -> list[Path]:
+    """The files an export to `path` may write: FILE, and an ONNX model's external data."""
+    return [path, Path(f"{path}.data")] if path.suffix.lower() == ".onnx" else [path]
+
+
+def export_format(path: Path) -> Format:
+    """The format `path` names (ConfigError for an unknown suffix, RunError for a missing
+    extra)."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(f"--export {path}: unknown format '{path.suffix}' (expected a file "
@@ -138,35 +164,41 @@ def write_onnx(model, example: tuple, path: Path, config: dict) -> Runner:
         session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0])
 
 
-def config_path(path: Path) -> Path:
-    """The JSON of the resolved config written beside a .safetensors file."""
-    return path.with_suffix(".json")
+def model_from_safetensors(path: Path, trust_config: bool = False,
+                           flag: str = "--trust-config") -> tuple[torch.nn.Module, dict]:
+    """A fresh model (eval mode) built from the config in `path`'s metadata, its weights from
+    `path`. The config is data unless `trust_config` (`flag`: how the user says so)."""
+    from safetensors import safe_open
 
-
-def model_from_safetensors(path: Path) -> tuple[torch.nn.Module, dict]:
-    """A fresh model (eval mode) built from the JSON beside `path`, its weights from `path`."""
-    from safetensors.torch import load_file
-
-    cfg_file = config_path(path)
     try:
-        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-        state = load_file(path)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot read the weights and {cfg_file.name}: "
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as e:  # safetensors raises its own error types for a bad header
+        raise ConfigError(f"{path}: not a readable .safetensors file: {_first_line(e)}") from None
+    if "config" not in meta:
+        raise ConfigError(f"{path}: its metadata holds no 'config' (not exported by test.py "
+                          f"--export, or by an older version: export it again)")
+    try:
+        raw = json.loads(meta["config"])
+    except ValueError as e:
+        raise ConfigError(f"{path}: the 'config' in its metadata is not JSON: "
                           f"{_first_line(e)}") from None
-    config, _ = validate_config(raw)
-    model = ConfigParser(config, str(cfg_file)).build_model()
-    model.load_state_dict(state)
-    return model.eval(), config
+    config = ConfigParser.from_stored(raw, path, trust_config, flag,
+                                      origin="a .safetensors export's metadata")
+    model = config.build_model()
+    load_weights(model, state, path, config["arch"]["type"])
+    return model.eval(), config.config
 
 
 def write_safetensors(model, example: tuple, path: Path, config: dict) -> Runner:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, path, metadata={"arch": config["arch"]["type"], "config": "json beside"})
-    config_path(path).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    fresh, _ = model_from_safetensors(path)
+    save_file(state, path, metadata={"arch": config["arch"]["type"],
+                                     "config": json.dumps(config, sort_keys=True)})
+    # read back as written: this process made the file from a config it already accepted
+    fresh, _ = model_from_safetensors(path, trust_config=True)
     return lambda inputs: fresh(*inputs)
 
 
@@ -190,7 +222,7 @@ def max_abs_diff(model: torch.nn.Module, run: Runner, example: tuple) -> float:
 def export_model(model: torch.nn.Module, config: dict, example: tuple, path: Path) -> float:
     """Write `model` (CPU, eval mode) to `path` in the format its suffix names, check it on
     `example` (a test batch's inputs) and return the max abs difference."""
-    fmt = check_export_target(path)
+    fmt = export_format(path)
     model = model.cpu().eval()
     example = tuple(t.cpu() for t in example)
     try:
@@ -218,7 +250,6 @@ def export_test_batch(model: torch.nn.Module, config: dict, loader, path: Path) 
     if batch is None:
         raise ConfigError(f"--export {path}: the test split is empty: no batch to check on")
     diff = export_model(model, config, tuple(batch)[:-1], path)
-    extra = f" and {config_path(path)}" if path.suffix.lower() == ".safetensors" else ""
     print(f"max abs diff against PyTorch on a test batch: {diff:.3g}")
-    print(f"saved {path}{extra}")
+    print(f"saved {path}")
     return 0

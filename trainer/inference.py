@@ -11,6 +11,7 @@ from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
 from trainer.parse_config import ConfigParser
 from trainer.trainer import evaluation_stats
+from trainer.weights import load_weights
 from utils import dist
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.errors import ConfigError
@@ -30,11 +31,7 @@ def trained_model(config: ConfigParser, weights: str | None = None) -> tuple[str
     checkpoint = config.resume
     model = config.build_model()
     which, state = pick_weights(config.checkpoint, weights, checkpoint)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ConfigError(f"{checkpoint}: weights do not fit the model "
-                          f"{config['arch']['type']}: {str(e).splitlines()[0]}") from None
+    load_weights(model, state, checkpoint, config["arch"]["type"])
     return which, model.eval()
 
 

@@ -8,13 +8,14 @@ the builders here add the config key. The three ways to start a run:
   -c FILE            a new run
   -r CHECKPOINT      resume exactly, config taken from the checkpoint
   -c FILE -r CKPT    fine-tune: the file's config, the checkpoint's weights
+A config read back from a file (-r without -c, test.py, api.py) is data: its
+dotted types pick only classes of the expected kind (utils/registry.py Trust).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +27,28 @@ from data_loader import DATA_LOADERS
 from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
-from trainer.class_weights import criterion_args, resolved_loss, validate_weight
+from trainer.class_weights import criterion_args, resolved_loss
 from trainer.compiling import validate_compile
-from trainer.config_checks import build_sized_model, check_name, check_save_dir, check_tuple_args
-from trainer.loader_options import LOADER_OPTIONS, apply_loader_options, validate_loader_options
-from trainer.schedulers import build_scheduler, resolved_section, validate_scheduler
+from trainer.component_checks import (
+    INT64,
+    has_validation,
+    validate_data_loader,
+    validate_metrics,
+    validate_optimization,
+)
+from trainer.config_checks import build_sized_model, check_name, check_save_dir
+from trainer.loader_options import LOADER_OPTIONS, apply_loader_options
+from trainer.schedulers import build_scheduler, resolved_section
 from trainer.swa import validate_swa
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
+from utils.config_trust import stored_trust
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
+from utils.registry import TRUSTED, Trust, UntrustedType
 from utils.run_config import edited_config_json
 from utils.schema import (
     AMP_MODES,
-    INJECTED_LOADER_ARGS,
     REQUIRED,
     TOP_LEVEL,
     TRAINER_DEFAULTS,
@@ -54,25 +63,9 @@ from utils.schema import (
     torch_class,
 )
 
-INT64 = 2**63  # seeds and sizes go into torch's int64
-
-
 # ---------------------------------------------------------------- validation
 
-def has_validation(config: dict) -> bool:
-    """Whether the config's data loader holds out a validation split."""
-    dtype, args = section(config, "data_loader")
-    if args.get("folds") is not None:  # k-fold: one fold validates
-        return True
-    if "validation_split" in args:
-        split = args["validation_split"]
-    else:
-        param = inspect.signature(DATA_LOADERS.get(dtype)).parameters.get("validation_split")
-        split = param.default if param is not None and param.default is not param.empty else 0
-    return is_number(split) and split > 0
-
-
-def _validate_trainer(trainer: Any, config: dict) -> dict:
+def _validate_trainer(trainer: Any, config: dict, trust: Trust) -> dict:
     if not isinstance(trainer, dict):
         raise ConfigError(f"trainer: expected a mapping, got {trainer!r}")
     check_keys(trainer, TRAINER_DEFAULTS, "trainer")
@@ -125,7 +118,7 @@ def _validate_trainer(trainer: Any, config: dict) -> dict:
         expect(mode in ("min", "max") and bool(metric), "trainer.monitor",
                "'min <metric>', 'max <metric>' or 'off'", monitor)
         logged = ["loss", *metric_names(config)]
-        if has_validation(config):
+        if has_validation(config, trust):
             logged += [f"val_{m}" for m in logged]
         if metric not in logged:
             raise ConfigError(f"trainer.monitor: '{metric}' is not logged by this run"
@@ -151,71 +144,17 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
     return warnings
 
 
-def _validate_data_loader(config: dict) -> None:
-    dtype, dargs = section(config, "data_loader")
-    validate_loader_options(dargs)
-    dargs = {k: v for k, v in dargs.items() if k not in LOADER_OPTIONS}
-    check_args(DATA_LOADERS.get(dtype, "data_loader.type"), dargs, "data_loader.args",
-               injected=INJECTED_LOADER_ARGS)
-    if "batch_size" in dargs:
-        expect(is_int(dargs["batch_size"]) and 1 <= dargs["batch_size"] < INT64,
-               "data_loader.args.batch_size", "a positive integer below 2**63",
-               dargs["batch_size"])
-    if "num_workers" in dargs:
-        expect(is_int(dargs["num_workers"]) and dargs["num_workers"] >= 0,
-               "data_loader.args.num_workers", "an integer >= 0", dargs["num_workers"])
-    for split in ("validation_split", "test_split"):
-        if split in dargs:
-            v = dargs[split]
-            expect((is_int(v) and v >= 0) or (isinstance(v, float) and 0.0 <= v < 1.0),
-                   f"data_loader.args.{split}", "a fraction in [0, 1) or a sample count", v)
-
-
-def _validate_optimization(config: dict, resolved: dict) -> None:
-    """optimizer, lr_scheduler and loss."""
-    otype, oargs = section(config, "optimizer")
-    optimizer = torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
-                            "optimizer")
-    check_args(optimizer, oargs, "optimizer.args", skip=1)
-    check_tuple_args(optimizer, oargs, "optimizer.args")
-    if config.get("lr_scheduler") is not None:
-        validate_scheduler(config["lr_scheduler"])
-    else:
-        resolved["lr_scheduler"] = None
-    ltype, largs = component_spec(config["loss"], "loss")
-    loss = LOSSES.get(ltype, "loss" if isinstance(config["loss"], str) else "loss.type")
-    check_args(loss, largs, "loss.args", skip=0 if isinstance(loss, type) else 2)
-    validate_weight(largs)
-    if "reduction" in largs and largs["reduction"] not in ("mean", "sum"):
-        raise ConfigError("loss.args.reduction: expected 'mean' or 'sum', got "
-                          f"{largs['reduction']!r}")
-
-
-def _validate_metrics(config: dict) -> list:
-    metrics = config.get("metrics") or []
-    if not isinstance(metrics, list):
-        raise ConfigError(f"metrics: expected a list of metric names, got {metrics!r}")
-    seen = set()
-    for i, spec in enumerate(metrics):
-        mname, margs = component_spec(spec, f"metrics[{i}]")
-        metric = METRICS.get(mname, f"metrics[{i}]")
-        check_args(metric, margs, f"metrics[{i}].args", skip=0 if isinstance(metric, type) else 2)
-        if mname in seen:
-            raise ConfigError(f"metrics[{i}]: '{mname}' is listed twice")
-        seen.add(mname)
-    return metrics
-
-
-def validate_config(config: dict) -> tuple[dict, list[str]]:
-    """Check every section; return the resolved config and a list of warnings."""
+def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[str]]:
+    """Check every section; return the resolved config and a list of warnings. `trust`:
+    whether the config is the user's or data read back from a file."""
     resolved = copy.deepcopy(config)
     warnings = _validate_top_level(config, resolved)
     mtype, margs = section(config, "arch")
-    check_args(MODELS.get(mtype, "arch.type"), margs, "arch.args")
-    _validate_data_loader(config)
-    _validate_optimization(config, resolved)
-    resolved["metrics"] = _validate_metrics(config)
-    resolved["trainer"] = _validate_trainer(config["trainer"], config)
+    check_args(MODELS.get(mtype, "arch.type", trust), margs, "arch.args")
+    validate_data_loader(config, trust)
+    validate_optimization(config, resolved, trust)
+    resolved["metrics"] = validate_metrics(config, trust)
+    resolved["trainer"] = _validate_trainer(config["trainer"], config, trust)
     return resolved, warnings
 
 
@@ -252,8 +191,10 @@ class ConfigParser:
 
     def __init__(self, config: dict, source: str, resume: Path | None = None,
                  checkpoint: dict | None = None, finetune: bool = False,
-                 warnings: list[str] | None = None, allow_changed: bool = False):
+                 warnings: list[str] | None = None, allow_changed: bool = False,
+                 trust: Trust = TRUSTED):
         self.config = config
+        self.trust = trust  # which of its dotted types may name any callable
         self.source = source
         self.resume = resume
         self.checkpoint = checkpoint
@@ -269,42 +210,63 @@ class ConfigParser:
         resume = resolve_checkpoint_arg(args.resume) if getattr(args, "resume", None) else None
         if resume is not None:
             checkpoint = load_checkpoint(resume)
+        trust = TRUSTED
         if getattr(args, "config", None):
             source = str(args.config)
             raw = load_config_file(args.config)
         elif checkpoint is not None:
-            source = str(resume)
-            raw = checkpoint["config"]
+            source, raw, origin = str(resume), checkpoint["config"], "a checkpoint"
             if getattr(args, "allow_changed", False):  # the run's edited config.json
-                raw = edited_config_json(resume, raw) or raw
+                edited = edited_config_json(resume, raw)
+                raw, origin = (edited, "a run folder's config.json") if edited else (raw, origin)
+            if not getattr(args, "trust_config", False):  # data, but what the overrides set
+                trust = stored_trust(raw, overrides, origin)
         else:
             raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
         return cls.from_dict(raw, source, overrides, resume, checkpoint,
                              finetune=bool(args.config and resume),
-                             allow_changed=bool(getattr(args, "allow_changed", False)))
+                             allow_changed=bool(getattr(args, "allow_changed", False)),
+                             trust=trust)
 
     @classmethod
     def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,
                   resume: Path | None = None, checkpoint: dict | None = None,
-                  finetune: bool = False, allow_changed: bool = False) -> ConfigParser:
+                  finetune: bool = False, allow_changed: bool = False,
+                  trust: Trust = TRUSTED) -> ConfigParser:
         """`raw` with the overrides applied, validated (ConfigErrors name `source`)."""
         raw = apply_overrides(raw, list(overrides or []))
         try:
-            config, warnings = validate_config(raw)
+            config, warnings = validate_config(raw, trust)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         return cls(config, source, resume, checkpoint, finetune=finetune, warnings=warnings,
-                   allow_changed=allow_changed)
+                   allow_changed=allow_changed, trust=trust)
 
     @classmethod
-    def from_checkpoint(cls, path: Path) -> ConfigParser:
-        """The config stored in a checkpoint, validated here (test.py, predictions)."""
+    def from_checkpoint(cls, path: Path, trust_config: bool = False,
+                        flag: str = "--trust-config") -> ConfigParser:
+        """The config stored in a checkpoint, validated here (test.py, predictions): data,
+        unless `trust_config` (`flag` is how the user says so, for the error message)."""
         ckpt = load_checkpoint(path)
+        return cls.from_stored(ckpt["config"], path, trust_config, flag, checkpoint=ckpt)
+
+    @classmethod
+    def from_stored(cls, raw: Any, path: Path, trust_config: bool = False,
+                    flag: str = "--trust-config", origin: str = "a checkpoint",
+                    checkpoint: dict | None = None) -> ConfigParser:
+        """The parser of the config `raw` read from `path` (a checkpoint, or an export's
+        metadata: `origin`)."""
+        trust = TRUSTED if trust_config else Trust.data(origin, flag)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the stored config is not a mapping but a "
+                              f"{type(raw).__name__}")
         try:
-            resolved, _ = validate_config(ckpt["config"])
+            resolved, _ = validate_config(raw, trust)
+        except UntrustedType as e:
+            raise ConfigError(f"{path}: {e}") from None
         except ConfigError as e:
             raise ConfigError(f"{path}: the stored config is invalid here: {e}") from None
-        return cls(resolved, str(path), path, ckpt)
+        return cls(resolved, str(path), path, checkpoint, trust=trust)
 
     def __getitem__(self, key: str) -> Any:
         return self.config[key]
@@ -317,7 +279,7 @@ class ConfigParser:
 
     def build_data_loader(self, training: bool = True):
         sec = self.config["data_loader"]
-        cls = DATA_LOADERS.get(sec["type"], "data_loader.type")
+        cls = DATA_LOADERS.get(sec["type"], "data_loader.type", self.trust)
         args = _args_of(sec)
         options = {k: args.pop(k) for k in LOADER_OPTIONS if k in args}
         loader = _build("data_loader.args", cls, **args, training=training,
@@ -327,8 +289,9 @@ class ConfigParser:
 
     def build_model(self) -> torch.nn.Module:
         sec = self.config["arch"]
-        model = _build("arch.args", build_sized_model, MODELS.get(sec["type"], "arch.type"),
-                       _args_of(sec), sec["type"])
+        model = _build("arch.args", build_sized_model,
+                       MODELS.get(sec["type"], "arch.type", self.trust), _args_of(sec),
+                       sec["type"])
         if not isinstance(model, torch.nn.Module):  # an imported function may return anything
             raise ConfigError(f"arch.type: {sec['type']} gave a {type(model).__name__}, not a "
                               "torch.nn.Module")
@@ -337,7 +300,7 @@ class ConfigParser:
     def build_criterion(self):
         name, args = component_spec(self.config["loss"], "loss")
         args = criterion_args(args)
-        loss = LOSSES.get(name, "loss")
+        loss = LOSSES.get(name, "loss", self.trust)
         if isinstance(loss, type):
             return _build("loss.args", loss, **args)
         return functools.partial(loss, **args) if args else loss
@@ -348,7 +311,7 @@ class ConfigParser:
         metrics = {}
         for i, spec in enumerate(self.config["metrics"]):
             name, args = component_spec(spec, f"metrics[{i}]")
-            found = METRICS.get(name, f"metrics[{i}]")
+            found = METRICS.get(name, f"metrics[{i}]", self.trust)
             if isinstance(found, type):
                 metric = _build(f"metrics[{i}].args", found, **args)
                 metrics[name] = metric if isinstance(metric, BaseMetric) else \
@@ -361,11 +324,11 @@ class ConfigParser:
     def build_optimizer(self, params) -> torch.optim.Optimizer:
         sec = self.config["optimizer"]
         cls = torch_class(torch.optim, sec["type"], torch.optim.Optimizer, "optimizer.type",
-                          "optimizer")
+                          "optimizer", self.trust)
         return _build("optimizer.args", cls, params, **_args_of(sec))
 
     def build_scheduler(self, optimizer):
-        return build_scheduler(self.config.get("lr_scheduler"), optimizer)
+        return build_scheduler(self.config.get("lr_scheduler"), optimizer, self.trust)
 
     def build_all(self, training: bool = True) -> Components:
         """Seed, then data loaders, model (standardized on the training split), loss,
@@ -375,7 +338,7 @@ class ConfigParser:
             data_loader = self.build_data_loader(training=training)
             valid_data_loader = data_loader.split_validation()
             # `auto` scheduler arguments follow from the loader; config.json keeps the numbers
-            self.config["lr_scheduler"] = resolved_section(self.config, data_loader)
+            self.config["lr_scheduler"] = resolved_section(self.config, data_loader, self.trust)
             self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()

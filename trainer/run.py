@@ -178,18 +178,20 @@ def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
 
 
 def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None,
-         weights: str | None = None, export: Path | None = None) -> int:
+         weights: str | None = None, export: Path | None = None, force: bool = False,
+         trust_config: bool = False) -> int:
     """Evaluate `checkpoint` on its config's test split (or write predictions with
     `predict_input`: '' for the test split, else a CSV file); the process exit code.
     A run folder or `latest` pointer stands for its model_best.pth. `weights`: raw, ema or
     swa (None: the weights the run monitored). `export`: write the model to that file instead
-    (trainer/export.py)."""
+    (trainer/export.py; an existing one only with `force`). The checkpoint's config is data
+    unless `trust_config` (--trust-config)."""
     if export is not None:
-        check_export_target(export)
+        check_export_target(export, force)
     given, checkpoint = checkpoint, best_of(checkpoint)
     if checkpoint != given:
         print(f"checkpoint: {checkpoint}")
-    config = ConfigParser.from_checkpoint(checkpoint)
+    config = ConfigParser.from_checkpoint(checkpoint, trust_config)
     setup_logging(config.trainer["verbosity"])
     data_loader = test_split_loader(config)
     which, model = trained_model(config, weights)

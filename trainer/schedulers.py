@@ -14,7 +14,8 @@ scheduler steps that scheduler runs: the run's total (epochs, or optimizer
 steps with interval step) for a top-level or chained one, the span between its
 milestones for a SequentialLR child. It is resolved once, when the run is
 built, and the numbers are what config.json and the checkpoints hold.
-A `type` with a dot is imported (a scheduler class from another package).
+A `type` with a dot is imported (a scheduler class from another package); `trust`
+(utils/registry.py) says whether the section is the user's or data read back from a file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.optim import lr_scheduler
 from base.base_data_loader import EpochBatchSampler
 from utils import dist
 from utils.errors import ConfigError, check_keys
+from utils.registry import TRUSTED, Trust
 from utils.schema import check_args, expect, is_int, section, torch_class
 
 SCHEDULER_BASES = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
@@ -38,9 +40,9 @@ AUTO = "auto"
 AUTO_ARGS = {lr_scheduler.OneCycleLR: "total_steps", lr_scheduler.CosineAnnealingLR: "T_max"}
 
 
-def scheduler_class(name: str, key: str) -> type:
+def scheduler_class(name: str, key: str, trust: Trust) -> type:
     """A torch.optim.lr_scheduler class by name, or any scheduler class by import path."""
-    return torch_class(lr_scheduler, name, SCHEDULER_BASES, key, "lr_scheduler")
+    return torch_class(lr_scheduler, name, SCHEDULER_BASES, key, "lr_scheduler", trust)
 
 
 def interval(config: dict) -> str:
@@ -50,24 +52,24 @@ def interval(config: dict) -> str:
 
 # ---------------------------------------------------------------- validation
 
-def validate_scheduler(spec: Any) -> None:
+def validate_scheduler(spec: Any, trust: Trust = TRUSTED) -> None:
     """Check the whole `lr_scheduler` section (children included) before anything is built."""
     if not isinstance(spec, dict):
         raise ConfigError(f"lr_scheduler: expected a mapping with 'type' and 'args', got {spec!r}")
     check_keys(spec, ("type", "interval", "args"), "lr_scheduler")
     every = spec.get("interval", "epoch")
     expect(every in INTERVALS, "lr_scheduler.interval", "step or epoch", every)
-    _validate_one({k: v for k, v in spec.items() if k != "interval"}, "lr_scheduler")
-    plateau = issubclass(scheduler_class(spec["type"], "lr_scheduler.type"),
+    _validate_one({k: v for k, v in spec.items() if k != "interval"}, "lr_scheduler", trust)
+    plateau = issubclass(scheduler_class(spec["type"], "lr_scheduler.type", trust),
                          lr_scheduler.ReduceLROnPlateau)
     if every == "step" and plateau:
         raise ConfigError("lr_scheduler.interval: ReduceLROnPlateau steps on a validation "
                           "metric, once per epoch; use interval: epoch")
 
 
-def _validate_one(spec: Any, key: str, nested: bool = False) -> None:
+def _validate_one(spec: Any, key: str, trust: Trust, nested: bool = False) -> None:
     stype, args = section({key: spec}, key)
-    cls = scheduler_class(stype, f"{key}.type")
+    cls = scheduler_class(stype, f"{key}.type", trust)
     if nested and issubclass(cls, lr_scheduler.ReduceLROnPlateau):
         raise ConfigError(f"{key}.type: ReduceLROnPlateau cannot be nested in another scheduler")
     checked = dict(args)
@@ -78,20 +80,20 @@ def _validate_one(spec: Any, key: str, nested: bool = False) -> None:
                 raise ConfigError(f"{key}.args.{arg}: 'auto' is understood only for {allowed}")
             checked[arg] = 1  # a stand-in of the right type; resolved when the run is built
     if cls in NESTED:
-        _validate_children(cls, checked, key)
+        _validate_children(cls, checked, key, trust)
     if cls is lr_scheduler.ChainedScheduler:  # ChainedScheduler(schedulers, optimizer=None)
         check_args(cls, checked, f"{key}.args", injected=("optimizer",))
     else:
         check_args(cls, checked, f"{key}.args", skip=1)
 
 
-def _validate_children(cls: type, args: dict, key: str) -> None:
+def _validate_children(cls: type, args: dict, key: str, trust: Trust) -> None:
     children = args.get("schedulers")
     if not isinstance(children, list) or not children:
         raise ConfigError(f"{key}.args.schedulers: expected a list of {{type, args}} "
                           f"schedulers, got {children!r}")
     for i, child in enumerate(children):
-        _validate_one(child, f"{key}.args.schedulers[{i}]", nested=True)
+        _validate_one(child, f"{key}.args.schedulers[{i}]", trust, nested=True)
     if cls is not lr_scheduler.SequentialLR:
         return
     milestones = args.get("milestones")
@@ -131,12 +133,12 @@ def run_length(config: dict, loader: Any) -> int | None:
 
 
 def resolve_auto(spec: dict, total: int | None, key: str = "lr_scheduler",
-                 why: str = "") -> dict:
+                 why: str = "", trust: Trust = TRUSTED) -> dict:
     """A copy of the scheduler `spec` with every `auto` replaced by the steps (or epochs)
     that scheduler runs; `total` is the span of `spec` (None: unknown, an error if needed)."""
     spec = copy.deepcopy(spec)
     args = spec.get("args") or {}
-    cls = scheduler_class(spec["type"], f"{key}.type")
+    cls = scheduler_class(spec["type"], f"{key}.type", trust)
     name = AUTO_ARGS.get(cls)
     if name is not None and args.get(name) == AUTO:
         if total is None:
@@ -154,38 +156,40 @@ def resolve_auto(spec: dict, total: int | None, key: str = "lr_scheduler",
             if milestones and total is not None:
                 end = milestones[i + 1] if i + 1 < len(milestones) else total
                 span = end - milestones[i]
-            args["schedulers"][i] = resolve_auto(child, span, f"{key}.args.schedulers[{i}]", why)
+            args["schedulers"][i] = resolve_auto(child, span, f"{key}.args.schedulers[{i}]", why,
+                                                 trust)
     return spec
 
 
-def resolved_section(config: dict, loader: Any) -> dict | None:
+def resolved_section(config: dict, loader: Any, trust: Trust = TRUSTED) -> dict | None:
     """config['lr_scheduler'] with its `auto` values computed for this run's loader."""
     spec = config.get("lr_scheduler")
     if not spec:
         return spec
     total = run_length(config, loader)
     why = f"the training loader ({type(loader).__name__}) has no length"
-    return resolve_auto(spec, total, why=why)
+    return resolve_auto(spec, total, why=why, trust=trust)
 
 
 # ---------------------------------------------------------------- building
 
-def build_scheduler(spec: dict | None, optimizer: torch.optim.Optimizer) -> Any:
+def build_scheduler(spec: dict | None, optimizer: torch.optim.Optimizer,
+                    trust: Trust = TRUSTED) -> Any:
     """The scheduler of a validated, resolved `lr_scheduler` section (None: no scheduler)."""
     if not spec:
         return None
-    return _build(spec, optimizer, "lr_scheduler")
+    return _build(spec, optimizer, "lr_scheduler", trust)
 
 
-def _build(spec: dict, optimizer: torch.optim.Optimizer, key: str) -> Any:
-    cls = scheduler_class(spec["type"], f"{key}.type")
+def _build(spec: dict, optimizer: torch.optim.Optimizer, key: str, trust: Trust) -> Any:
+    cls = scheduler_class(spec["type"], f"{key}.type", trust)
     args = dict(spec.get("args") or {})
     if any(v == AUTO for v in args.values()):
         raise ConfigError(f"{key}.args: 'auto' was not resolved (build the run with build_all)")
     try:
         if cls not in NESTED:
             return cls(optimizer, **args)
-        children = [_build(child, optimizer, f"{key}.args.schedulers[{i}]")
+        children = [_build(child, optimizer, f"{key}.args.schedulers[{i}]", trust)
                     for i, child in enumerate(args.pop("schedulers"))]
         if cls is lr_scheduler.ChainedScheduler:
             return cls(children, optimizer=optimizer, **args)

@@ -6,34 +6,105 @@ writing it in its folder and nothing else changes. The registries themselves
 live beside what they register: model/__init__.py and data_loader/__init__.py.
 
 A name with a dot is an import path instead (`torch.optim.AdamW`,
-`mypkg.models.Net`): `import_object` imports it, and a failure is one
-ConfigError line naming the module (and the attribute).
+`mypkg.models.Net`): `resolve_type` is the one place such a `type` becomes an
+object. A failure is one ConfigError line naming the module (and the attribute).
+
+A config the user did not write on this command line (a checkpoint's, a run
+folder's config.json, an export's metadata) is data (`Trust`): its dotted types
+resolve only to classes of the kind their key needs (`Kind`), refused by name
+before anything is imported where the name decides it, and checked before
+anything is called (docs/checkpoints.md, "Trust").
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from utils.errors import ConfigError, did_you_mean, unknown_name
+
+# ---------------------------------------------------------------- trust
+
+@dataclass(frozen=True)
+class Kind:
+    """The classes a key's `type` may name when its config is data: subclasses of `bases`, or
+    of a class named in `by_name` (module.qualname, matched in the MRO: never imported)."""
+    words: str  # 'a subclass of torch.nn.Module'
+    bases: tuple[type, ...] = ()
+    by_name: tuple[str, ...] = ()
+
+    def holds(self, obj: object) -> bool:
+        if not inspect.isclass(obj):
+            return False
+        return issubclass(obj, self.bases) or \
+            any(qualified_name(c) in self.by_name for c in inspect.getmro(obj))
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Which dotted `type`s of a config may name any class or function.
+
+    The user's own config (-c FILE, its _base_ files, this command line's overrides) is
+    trusted. A config read back from a file (`origin`: a checkpoint, a run folder's
+    config.json, an export's metadata) is data: the type paths in `data_paths` (None: all of
+    them; a type the command line set is not among them) pick only classes of their Kind,
+    unless `flag` (--trust-config) is given."""
+    data_paths: frozenset[str] | None = frozenset()
+    origin: str = ""
+    flag: str = "--trust-config"
+
+    @classmethod
+    def data(cls, origin: str, flag: str = "--trust-config") -> Trust:
+        """Every type of the config is data."""
+        return cls(None, origin, flag)
+
+    def trusts(self, key: str) -> bool:
+        """Whether the `type` at `key` ('arch.type', 'loss', 'metrics[0]') may be anything."""
+        return self.data_paths is not None and type_path(key) not in self.data_paths
+
+
+TRUSTED = Trust()
+
+
+def type_path(key: str) -> str:
+    """A type's place in the config, as both spellings of a component name it: 'loss.type'
+    and 'loss' -> 'loss'; 'lr_scheduler.args.schedulers[0].type' -> '...schedulers[0]'."""
+    return key[:-len(".type")] if key.endswith(".type") else key
+
+
+def qualified_name(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+
+
+class UntrustedType(ConfigError):
+    """A config that is data names something other than a class of its key's kind."""
 
 
 class Registry:
     """Maps names to classes or functions found in a package.
 
     `collect(module)` returns the {name: object} pairs a module contributes;
-    `extra()` adds entries from outside the project (e.g. torch.nn losses).
+    `extra()` adds entries from outside the project (e.g. torch.nn losses). `data_kind`: what
+    a dotted type may name where the config is data; `accepts`: what it may name otherwise (a
+    check and its words; None: the same as `data_kind`).
     """
 
-    def __init__(self, kind: str, package: str, collect: Callable, extra: Callable | None = None,
-                 accepts: tuple[Callable[[object], bool], str] = (callable, "a class or function")):
+    def __init__(self, kind: str, package: str, collect: Callable, data_kind: Kind,
+                 extra: Callable | None = None,
+                 accepts: tuple[Callable[[object], bool], str] | None =
+                 (callable, "a class or function")):
         self.kind = kind
         self.package = package
         self._collect = collect
         self._extra = extra
-        self.accepts, self.expects = accepts  # what an import path must give, in words
+        self.data_kind = data_kind
+        # what an import path must give, in words
+        self.accepts, self.expects = accepts or (data_kind.holds, data_kind.words)
         self._items: dict[str, object] | None = None
 
     def _load(self) -> dict[str, object]:
@@ -59,11 +130,16 @@ class Registry:
     def items(self) -> dict[str, object]:
         return dict(self._load())
 
-    def get(self, name: str, key: str = "type") -> object:
+    def get(self, name: str, key: str = "type", trust: Trust = TRUSTED) -> object:
         """The entry called `name` (or imported, for a dotted path); a ConfigError naming
-        `key` when there is none."""
+        `key` when there is none. A dotted path to a registered entry (`model.loss.mse_loss`)
+        is project code: it stays allowed where the config is data."""
         if is_import_path(name):
-            return imported(name, key, self.accepts, f"{self.expects} ({self.kind})")
+            own = {qualified_name(obj): obj for obj in self._load().values()}
+            if not trust.trusts(key) and name in own:
+                return own[name]
+            return resolve_type(name, key, trust, self.data_kind,
+                                (self.accepts, f"{self.expects} ({self.kind})"))
         items = self._load()
         if not isinstance(name, str) or name not in items:
             raise ConfigError(f"{key}: {unknown_name(self.kind, name, items)}")
@@ -108,15 +184,20 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
+def _path_parts(path: str, key: str) -> list[str]:
+    parts = path.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise ConfigError(f"{key}: '{path}' is not an import path (expected package.module.Name)")
+    return parts
+
+
 def import_object(path: str, key: str) -> object:
     """The object at `path` (`package.module.Attr`, or `package.module.Outer.Inner`).
 
     The longest importable prefix is the module, the rest attributes. A ConfigError
     `<key>: cannot import '<path>': ...` names the missing module or attribute.
     """
-    parts = path.split(".")
-    if not all(p.isidentifier() for p in parts):
-        raise ConfigError(f"{key}: '{path}' is not an import path (expected package.module.Name)")
+    parts = _path_parts(path, key)
     missing = None  # the deepest module found missing
     for i in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:i])
@@ -150,9 +231,59 @@ def _attribute(obj: object, owner: str, attrs: list[str], where: str,
     return obj
 
 
-def imported(path: str, key: str, accepts: Callable[[object], bool], expects: str) -> object:
-    """`import_object`, then a ConfigError unless the object is what `key` needs."""
+_UNKNOWN = object()
+
+
+def _already_loaded(parts: list[str]) -> object:
+    """The object `parts` names when it is reachable from a module already imported, looked up
+    without running anything (no module __getattr__, no descriptor); _UNKNOWN otherwise."""
+    for i in range(len(parts) - 1, 0, -1):
+        obj = sys.modules.get(".".join(parts[:i]))
+        if obj is None:
+            continue
+        for attr in parts[i:]:
+            obj = inspect.getattr_static(obj, attr, _UNKNOWN)
+            if obj is _UNKNOWN:
+                return _UNKNOWN
+        return obj
+    return _UNKNOWN
+
+
+def _data_type(path: str, key: str, trust: Trust, kind: Kind) -> object:
+    """A dotted `type` of a config that is data: a class of `kind`, else UntrustedType.
+
+    Decided by the name alone where it can be, before anything is imported: a standard-library
+    module holds no class of any kind a key needs (os.system, subprocess.Popen are never even
+    imported); a package that is not installed cannot be imported; an object of a module
+    already loaded is looked at where it is. Otherwise the module is imported and the class
+    checked, before it is called."""
+    parts = _path_parts(path, key)
+    refused = UntrustedType(f"{key}: '{path}' is not {kind.words}; a config read from "
+                            f"{trust.origin} is data and picks only classes of the expected "
+                            f"kind (pass {trust.flag} to allow it)")
+    if parts[0] in sys.stdlib_module_names:
+        raise refused
+    obj = _already_loaded(parts)
+    if obj is _UNKNOWN:
+        if parts[0] not in sys.modules and importlib.util.find_spec(parts[0]) is None:
+            raise ConfigError(f"{key}: cannot import '{path}': {_no_module(parts[0])}")
+        obj = import_object(path, key)
+    if not kind.holds(obj):
+        raise refused
+    return obj
+
+
+def resolve_type(path: str, key: str, trust: Trust, kind: Kind,
+                 accepts: tuple[Callable[[object], bool], str] | None = None) -> object:
+    """The object a dotted config `type` names, the one place every builder resolves one.
+
+    Where `trust` trusts `key`: imported, then a ConfigError unless `accepts` (a check and
+    its words; default: `kind`) holds for it. Where the config is data: only a class of
+    `kind` (_data_type)."""
+    if not trust.trusts(key):
+        return _data_type(path, key, trust, kind)
+    check, expects = accepts or (kind.holds, kind.words)
     obj = import_object(path, key)
-    if not accepts(obj):
+    if not check(obj):
         raise ConfigError(f"{key}: '{path}' is not {expects}")
     return obj

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from utils.errors import ConfigError, check_keys, did_you_mean, unknown_name
-from utils.registry import imported, is_import_path
+from utils.registry import Kind, Trust, is_import_path, resolve_type
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -172,13 +172,14 @@ def torch_classes(module: Any, base: type | tuple) -> dict[str, type]:
             and not n.startswith("_")}
 
 
-def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str) -> type:
+def torch_class(module: Any, name: str, base: type | tuple, key: str, what: str,
+                trust: Trust) -> type:
     """A class of a torch module (torch.optim, torch.optim.lr_scheduler) by name, or any
     subclass of `base` by import path (`torch.optim.AdamW`, `mypkg.optim.Lion`)."""
     bases = base if isinstance(base, tuple) else (base,)
     if is_import_path(name):
-        expects = f"a subclass of {' or '.join(_qualname(b) for b in bases)}"
-        return imported(name, key, lambda c: isinstance(c, type) and issubclass(c, base), expects)
+        kind = Kind(f"a subclass of {' or '.join(_qualname(b) for b in bases)}", bases)
+        return resolve_type(name, key, trust, kind)
     choices = torch_classes(module, base)
     if name not in choices:
         raise ConfigError(f"{key}: {unknown_name(what, name, choices)}")

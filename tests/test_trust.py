@@ -1,0 +1,333 @@
+"""Issue 24: a checkpoint is data. Nothing the user did not write on the command line (a
+checkpoint, a run folder's config.json, a sweep record, an export) picks code to run, and
+nothing an export writes lands beside its FILE. Every case runs the real entry points
+(train.py, test.py, api.py) as subprocesses; code execution is caught by marker files that
+must not appear."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ENV, REPO, load, only_run, run_script, train
+
+DIGITS = REPO / "config/digits_mlp.json"
+HINT = "(pass --trust-config to allow it)"
+API_HINT = "(pass trust_config=True to allow it)"
+
+
+def error_lines(r: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in r.stderr.splitlines() if line.startswith("error:")]
+
+
+def craft(src: Path, dest: Path, change) -> Path:
+    """A copy of the checkpoint `src` at `dest` with change(config) applied to its config."""
+    ckpt = load(src)
+    change(ckpt["config"])
+    torch.save(ckpt, dest)
+    return dest
+
+
+def api_calls(path: Path, *calls: str, env: dict | None = None) -> list[str]:
+    """Each api call (Python source using P, the path) run in one `python -c` process: its
+    'ok' or 'ConfigError: <message>' line."""
+    lines = [f"P = {str(path)!r}", "import torch, api"]
+    for call in calls:
+        lines += ["try:", f"    {call}", "    print('ok')",
+                  "except api.ConfigError as e:", "    print('ConfigError:', e)"]
+    r = subprocess.run([sys.executable, "-c", "\n".join(lines)], cwd=REPO, capture_output=True,
+                       text=True, timeout=300, env={**ENV, **(env or {})})
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return r.stdout.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A one-epoch digits run (its epoch checkpoint is what the crafted files start from)."""
+    save = tmp_path_factory.mktemp("trust") / "saved"
+    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
+    assert r.returncode == 0, r.stderr
+    return only_run(save, "digits_mlp")
+
+
+@pytest.fixture(scope="module")
+def ckpt(run_dir: Path) -> Path:
+    return run_dir / "checkpoint-epoch1.pth"
+
+
+# --- stored configs are data (item 1) and exports (item 6)
+
+def touch(marker: Path) -> dict:
+    return {"command": f"touch {marker}"}
+
+
+def popen(marker: Path) -> dict:
+    return {"args": ["touch", str(marker)]}
+
+
+# (key the error names, its type, how the stored config is changed to name it)
+EVIL = [
+    ("arch.type", "os.system",
+     lambda c, m: c.update(arch={"type": "os.system", "args": touch(m)})),
+    ("loss.type", "subprocess.Popen",
+     lambda c, m: c.update(loss={"type": "subprocess.Popen", "args": popen(m)})),
+    ("metrics[0]", "subprocess.Popen",
+     lambda c, m: c.update(metrics=[{"type": "subprocess.Popen", "args": popen(m)}])),
+    ("data_loader.type", "os.system",
+     lambda c, m: c.update(data_loader={"type": "os.system", "args": touch(m)})),
+    ("optimizer.type", "os.system",
+     lambda c, m: c.update(optimizer={"type": "os.system", "args": touch(m)})),
+    ("lr_scheduler.args.schedulers[0].type", "subprocess.Popen",
+     lambda c, m: c.update(lr_scheduler={"type": "SequentialLR", "args": {
+         "schedulers": [{"type": "subprocess.Popen", "args": popen(m)},
+                        {"type": "StepLR", "args": {"step_size": 1}}], "milestones": [1]}})),
+]
+
+
+def refusal(where: Path | str, key: str, typ: str, hint: str = HINT) -> tuple[str, str]:
+    """The start and end of the one line that refuses `typ` at `key`."""
+    return f"{where}: {key}: '{typ}' is not a", hint
+
+
+@pytest.mark.parametrize("key, typ, change", EVIL, ids=[e[0] for e in EVIL])
+def test_test_py_refuses_a_stored_callable_of_any_key(ckpt, tmp_path, key, typ, change):
+    marker = tmp_path / "MARKER"
+    evil = craft(ckpt, tmp_path / "evil.pth", lambda c: change(c, marker))
+    r = run_script("test.py", "-r", evil)
+    assert r.returncode == 2, r.stderr
+    start, end = refusal(evil, key, typ)
+    assert error_lines(r) == [r.stderr.strip()] and r.stderr.strip().startswith(f"error: {start}")
+    assert r.stderr.strip().endswith(end)
+    assert not marker.exists()
+    assert not (tmp_path / "test_metrics.json").exists()
+
+
+@pytest.mark.parametrize("entry", ["train -r", "test --predict", "test --export",
+                                   "train -r --print-config"])
+def test_every_entry_point_refuses_os_system_in_arch(ckpt, tmp_path, entry):
+    marker = tmp_path / "MARKER"
+    evil = craft(ckpt, tmp_path / "evil.pth", lambda c: EVIL[0][2](c, marker))
+    save, export = tmp_path / "saved", tmp_path / "model.pt2"
+    args = {"train -r": ["train.py", "-r", evil, "trainer.epochs=2",
+                         f"trainer.save_dir={save}"],
+            "test --predict": ["test.py", "-r", evil, "--predict"],
+            "test --export": ["test.py", "-r", evil, "--export", export],
+            "train -r --print-config": ["train.py", "-r", evil, "--print-config"]}[entry]
+    r = run_script(*args)
+    assert r.returncode == 2, r.stderr
+    start, end = refusal(evil, "arch.type", "os.system")
+    assert error_lines(r) == [f"error: {start} subclass of torch.nn.Module; a config read from "
+                              f"a checkpoint is data and picks only classes of the expected "
+                              f"kind {end}"]
+    assert not marker.exists() and not save.exists() and not export.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pth"]  # no predictions.csv
+
+
+def test_a_standard_library_name_is_refused_without_importing_it(ckpt, tmp_path):
+    """`this` prints the Zen of Python when imported: it must not be."""
+    evil = craft(ckpt, tmp_path / "evil.pth",
+                 lambda c: c.update(arch={"type": "this.s", "args": {}}))
+    r = run_script("test.py", "-r", evil)
+    assert r.returncode == 2
+    assert "Beautiful is better than ugly" not in r.stdout + r.stderr
+    assert error_lines(r)[0].startswith(f"error: {refusal(evil, 'arch.type', 'this.s')[0]}")
+
+
+def test_api_load_evaluate_predict_refuse_it(ckpt, tmp_path):
+    marker = tmp_path / "MARKER"
+    evil = craft(ckpt, tmp_path / "evil.pth", lambda c: EVIL[1][2](c, marker))  # loss Popen
+    out = api_calls(evil, "api.load(P)", "api.evaluate(P)",
+                    "api.predict(P, torch.zeros(2, 64))")
+    start, end = refusal(evil, "loss.type", "subprocess.Popen", API_HINT)
+    assert len(out) == 3
+    assert all(line.startswith(f"ConfigError: {start}") and line.endswith(end) for line in out)
+    assert not marker.exists()
+
+
+def test_an_edited_config_json_read_with_allow_changed_is_data(run_dir, tmp_path):
+    marker = tmp_path / "MARKER"
+    save = tmp_path / "saved"
+    run = save / "models" / "digits_mlp" / run_dir.name
+    shutil.copytree(run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    EVIL[0][2](config, marker)
+    (run / "config.json").write_text(json.dumps(config))
+    r = train("-r", run, "--allow-changed", "trainer.epochs=2", save_dir=save)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r) == [
+        f"error: {run / 'checkpoint-epoch1.pth'}: arch.type: 'os.system' is not a subclass of "
+        f"torch.nn.Module; a config read from a run folder's config.json is data and picks only "
+        f"classes of the expected kind {HINT}"]
+    assert not marker.exists()
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in run_dir.iterdir())
+
+
+def test_a_sweep_folders_trial_checkpoint_is_data(ckpt, tmp_path):
+    """test.py -r on a folds/repeats sweep folder follows its trial records to their
+    checkpoints: a crafted one is refused like any other."""
+    marker = tmp_path / "MARKER"
+    folder = tmp_path / "sweeps" / "digits_mlp" / "0101_000000_abcdef"
+    trial_run = folder / "models" / "digits_mlp" / "run0"
+    trial_run.mkdir(parents=True)
+    evil = craft(ckpt, trial_run / "model_best.pth",
+                 lambda c: EVIL[2][2](c, marker))  # a metric that is subprocess.Popen
+    (folder / "trials").mkdir()
+    (folder / "sweep.json").write_text(json.dumps({"parameters": {"seed": [0, 1]}}))
+    (folder / "trials" / "trial-000.json").write_text(json.dumps(
+        {"trial": 0, "status": "finished", "run_dir": str(trial_run), "params": {"seed": 0}}))
+    r = run_script("test.py", "-r", folder)
+    assert r.returncode == 2, r.stderr
+    start, end = refusal(evil, "metrics[0]", "subprocess.Popen")
+    assert len(error_lines(r)) == 1 and error_lines(r)[0].startswith(f"error: {start}")
+    assert error_lines(r)[0].endswith(end)
+    assert not marker.exists() and not (folder / "test_metrics.json").exists()
+
+
+def rewrite_metadata_config(path: Path, change) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    config = json.loads(meta["config"])
+    change(config)
+    save_file(state, path, metadata={**meta, "config": json.dumps(config)})
+
+
+def test_a_safetensors_export_keeps_its_config_inside_and_loads_it_as_data(ckpt, tmp_path):
+    pytest.importorskip("safetensors")
+    target = tmp_path / "digits.safetensors"
+    mine = tmp_path / "digits.json"
+    mine.write_text('{"the user\'s": "file"}\n')
+    r = run_script("test.py", "-r", ckpt, "--export", target)
+    assert r.returncode == 0, r.stderr
+    assert mine.read_text() == '{"the user\'s": "file"}\n'  # no sidecar replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.json", "digits.safetensors"]
+    assert api_calls(target, "api.load(P)") == ["ok"]
+
+    marker = tmp_path / "MARKER"
+    rewrite_metadata_config(target, lambda c: EVIL[0][2](c, marker))
+    out = api_calls(target, "api.load(P)", "api.predict(P, torch.zeros(1, 64))")
+    start, end = refusal(target, "arch.type", "os.system", API_HINT)
+    assert len(out) == 2 and all(line.startswith(f"ConfigError: {start}") for line in out)
+    assert all("a config read from a .safetensors export's metadata is data" in line
+               and line.endswith(end) for line in out)
+    assert not marker.exists()
+
+
+def test_export_replaces_an_existing_file_only_with_force(ckpt, tmp_path):
+    target, victim = tmp_path / "model.pt2", tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    target.symlink_to(victim)  # a link planted at FILE: replaced, never followed
+    r = run_script("test.py", "-r", ckpt, "--export", target)
+    assert r.returncode == 2
+    assert error_lines(r) == [f"error: --export {target}: {target} exists; pass --force to "
+                              f"replace it"]
+    r = run_script("test.py", "-r", ckpt, "--export", target, "--force")
+    assert r.returncode == 0, r.stderr
+    assert not target.is_symlink() and target.stat().st_size > 1000
+    assert victim.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2", "victim.txt"]
+
+
+# --trust-config, and what is allowed without it
+
+PACKAGE = {
+    "__init__.py": "",
+    "losses.py": "import torch.nn.functional as F\n\n\n"
+                 "def smooth_ce(output, target, smoothing: float = 0.1):\n"
+                 "    return F.cross_entropy(output, target, label_smoothing=smoothing)\n",
+    "nets.py": "import torch.nn as nn\n\n\n"
+               "class Net(nn.Module):\n"
+               "    def __init__(self, in_features: int, out_features: int):\n"
+               "        super().__init__()\n"
+               "        self.layer = nn.Linear(in_features, out_features)\n\n"
+               "    def forward(self, x):\n"
+               "        return self.layer(x)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def pkg_env(tmp_path_factory) -> dict:
+    """A tiny package of the user's on PYTHONPATH: a loss function and a model class."""
+    root = tmp_path_factory.mktemp("pkg")
+    (root / "trustpkg").mkdir()
+    for name, text in PACKAGE.items():
+        (root / "trustpkg" / name).write_text(text)
+    return {"PYTHONPATH": str(root)}
+
+
+def train_on(tmp_path_factory, env: dict, *overrides: str) -> Path:
+    save = tmp_path_factory.mktemp("pkgrun") / "saved"
+    r = train("-c", DIGITS, "trainer.epochs=1", *overrides, save_dir=save, env=env)
+    assert r.returncode == 0, r.stderr
+    return only_run(save, "digits_mlp") / "checkpoint-epoch1.pth"
+
+
+@pytest.fixture(scope="module")
+def function_loss_ckpt(tmp_path_factory, pkg_env) -> Path:
+    """A run whose -c config (trusted) names a loss function by import path."""
+    return train_on(tmp_path_factory, pkg_env, "loss={type: trustpkg.losses.smooth_ce}")
+
+
+def test_trust_config_lets_a_users_function_through(function_loss_ckpt, pkg_env, tmp_path):
+    start, end = refusal(function_loss_ckpt, "loss.type", "trustpkg.losses.smooth_ce")
+    r = run_script("test.py", "-r", function_loss_ckpt, "--output", tmp_path / "m.json",
+                   env=pkg_env)
+    assert r.returncode == 2
+    assert error_lines(r) == [f"error: {start} subclass of torch.nn.Module; a config read from "
+                              f"a checkpoint is data and picks only classes of the expected "
+                              f"kind {end}"]
+    r = run_script("test.py", "-r", function_loss_ckpt, "--trust-config", "--output",
+                   tmp_path / "m.json", env=pkg_env)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads((tmp_path / "m.json").read_text())) >= {"loss", "accuracy"}
+    out = api_calls(function_loss_ckpt, "api.evaluate(P)", "api.evaluate(P, trust_config=True)",
+                    env=pkg_env)
+    assert out[0].startswith("ConfigError:") and out[0].endswith(API_HINT) and out[1] == "ok"
+
+
+@pytest.mark.parametrize("extra, code", [([], 2), (["--trust-config"], 0),
+                                         (["loss={type: trustpkg.losses.smooth_ce}"], 0)],
+                         ids=["stored", "trust-config", "set-on-the-command-line"])
+def test_train_resume_trusts_the_flag_and_its_own_overrides(function_loss_ckpt, pkg_env,
+                                                            tmp_path, extra, code):
+    copy = shutil.copy(function_loss_ckpt, tmp_path / "copy.pth")  # the shared run stays as is
+    r = train("-r", copy, "trainer.epochs=2", *extra, save_dir=tmp_path / "saved", env=pkg_env)
+    assert r.returncode == code, r.stderr
+    if code == 2:
+        assert error_lines(r)[0].endswith(HINT) and "loss.type" in error_lines(r)[0]
+        assert not (tmp_path / "saved").exists()
+
+
+def test_classes_of_the_right_kind_need_no_flag(tmp_path_factory, pkg_env, tmp_path):
+    """A package's nn.Module, torch.optim.AdamW and a dotted torch.nn loss class: a stored
+    config may name them."""
+    ckpt = train_on(tmp_path_factory, pkg_env, "~arch", "+arch={type: trustpkg.nets.Net, args: "
+                    "{in_features: 64, out_features: 10}}", "optimizer.type=torch.optim.AdamW",
+                    "loss={type: torch.nn.CrossEntropyLoss}")
+    r = run_script("test.py", "-r", ckpt, "--output", tmp_path / "m.json", env=pkg_env)
+    assert r.returncode == 0, r.stderr
+    assert api_calls(ckpt, "api.load(P)", "print(api.predict(P, [0.0] * 64).shape)",
+                     env=pkg_env) == ["ok", "torch.Size([1, 10])", "ok"]
+    r = train("-r", ckpt, "trainer.epochs=2", save_dir=tmp_path / "saved", env=pkg_env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_package_that_is_not_installed_is_an_import_error(ckpt, tmp_path):
+    evil = craft(ckpt, tmp_path / "evil.pth",
+                 lambda c: c.update(arch={"type": "nopkg_x.nets.Net", "args": {}}))
+    r = run_script("test.py", "-r", evil)
+    assert r.returncode == 2
+    assert error_lines(r) == [f"error: {evil}: the stored config is invalid here: arch.type: "
+                              f"cannot import 'nopkg_x.nets.Net': no "
+                              f"module named 'nopkg_x' (is it installed, or its folder on "
+                              f"PYTHONPATH?)"]
+    assert os.listdir(tmp_path) == ["evil.pth"]
