@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from logger import mlflow_logger
+from logger import mlflow_logger, mlflow_reach
 from logger.logger import get_logger
 from utils.errors import ConfigError, RunError, did_you_mean
 
@@ -115,6 +115,14 @@ def check_loggers_installed(trainer: dict) -> None:
     """ConfigError naming the pip command for a listed backend that is not installed."""
     if "mlflow" in trainer.get("loggers", []):
         mlflow_logger.check_installed()
+
+
+def check_loggers(config: dict, is_main: bool) -> None:
+    """Up front, before a run folder exists: every listed backend is installed and, on rank 0,
+    the MLflow tracking server answers within seconds (logger/mlflow_reach.py)."""
+    check_loggers_installed(config["trainer"])
+    if is_main and "mlflow" in config["trainer"]["loggers"]:
+        mlflow_reach.check_reachable(config)
 
 
 class Writers:

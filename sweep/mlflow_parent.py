@@ -15,7 +15,7 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-from logger import mlflow_logger
+from logger import mlflow_logger, mlflow_reach
 from sweep.definition import Sweep
 from utils.errors import ConfigError, RunError
 from utils.files import read_json, write_json
@@ -25,12 +25,13 @@ ID_FILE = "mlflow_parent.json"
 
 def open_parent(sweep: Sweep) -> str | None:
     """The parent run's id (None when the sweep's config does not log to MLflow), also put in
-    this process's environment for the trials; the run ends (FINISHED) when this process exits."""
+    this process's environment for the trials; the run ends (FINISHED) when this process exits.
+    A tracking server that does not answer is a RunError before anything is written."""
     config = sweep.base
     if "mlflow" not in config["trainer"].get("loggers", []):
         return None
     mlflow_logger.check_installed()
-    uri = mlflow_logger.tracking_uri(config)
+    uri = mlflow_reach.check_reachable(config)  # before the sweep folder: a silent server fails
     try:
         client = mlflow_logger.client(uri)
         run_id = _parent_id(client, sweep)

@@ -24,6 +24,7 @@ import torch
 
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
+from logger.mlflow_reach import stored_uri_warnings, without_stored_uri
 from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
 from trainer.averaging import validate_ema
@@ -206,7 +207,7 @@ class ConfigParser:
     def from_args(cls, args: Any) -> ConfigParser:
         """Read -c/-r/overrides, validate, and return the parser (nothing is written)."""
         overrides = command_overrides(args)
-        checkpoint = None
+        checkpoint = stored_uri = None
         resume = resolve_checkpoint_arg(args.resume) if getattr(args, "resume", None) else None
         if resume is not None:
             checkpoint = load_checkpoint(resume)
@@ -219,14 +220,17 @@ class ConfigParser:
             if getattr(args, "allow_changed", False):  # the run's edited config.json
                 edited = edited_config_json(resume, raw)
                 raw, origin = (edited, "a run folder's config.json") if edited else (raw, origin)
+            raw, stored_uri = without_stored_uri(raw)  # data: only this command line picks hosts
             if not getattr(args, "trust_config", False):  # data, but what the overrides set
                 trust = stored_trust(raw, overrides, origin)
         else:
             raise ConfigError("no config given: use -c CONFIG_FILE, or -r CHECKPOINT to resume")
-        return cls.from_dict(raw, source, overrides, resume, checkpoint,
-                             finetune=bool(args.config and resume),
-                             allow_changed=bool(getattr(args, "allow_changed", False)),
-                             trust=trust)
+        parser = cls.from_dict(raw, source, overrides, resume, checkpoint,
+                               finetune=bool(args.config and resume),
+                               allow_changed=bool(getattr(args, "allow_changed", False)),
+                               trust=trust)
+        parser.warnings += stored_uri_warnings(parser.config, stored_uri)
+        return parser
 
     @classmethod
     def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,

@@ -15,7 +15,7 @@ import torch
 from logger.class_report import write_test_report
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
-from logger.writer import check_loggers_installed
+from logger.writer import check_loggers
 from trainer.auto_resume import apply_auto_resume
 from trainer.batch_trial import trial_batch
 from trainer.class_weights import criterion_to
@@ -45,7 +45,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     dist.quiet_unless_main(logger)
     for warning in config.warnings:
         logger.warning(f"warning: {warning}")
-    check_loggers_installed(config.trainer)
+    check_loggers(config.config, dist.is_main())  # a silent tracking server: fails here
     parts = config.build_all()
     try:
         check_amp(config.trainer["amp"], device)

@@ -49,7 +49,7 @@ def is_sum_reduction(criterion) -> bool:
     return getattr(criterion, "reduction", keywords.get("reduction", "mean")) == "sum"
 
 
-def progress_bar(total: int, desc: str, verbosity: int, heartbeat_s: float = 0):
+def progress_bar(total: int, desc: str, verbosity: int, heartbeat_s: float):
     """At verbosity >= 1: a tqdm bar on a terminal; elsewhere (logs, CI, pipes) a heartbeat
     line every `heartbeat_s` seconds (0: none)."""
     if verbosity < 1:
@@ -148,6 +148,7 @@ class Trainer(BaseTrainer):
         cfg = self.config["trainer"]
         self.sum_reduction = is_sum_reduction(self.criterion)
         self.accumulate_steps = cfg["accumulate_steps"]
+        self.heartbeat_s = cfg["heartbeat_s"]  # resolved: the schema's default (30) when unset
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
         self.len_epoch = cfg.get("len_epoch")
         self.max_steps = cfg.get("max_steps")
@@ -165,7 +166,7 @@ class Trainer(BaseTrainer):
             self.partial_stats = None
         n_batches = epoch_length(self.data_loader, self.len_epoch)
         bar = progress_bar(0 if validating else n_batches - start_batch, f"epoch {epoch}",
-                           self.verbosity, self.config["trainer"].get("heartbeat_s", 0))
+                           self.verbosity, self.heartbeat_s)
         batches = () if validating else \
             epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
         batch_idx = start_batch
