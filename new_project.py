@@ -184,6 +184,10 @@ def without_sweep(text: str) -> str:
 def check_target(target: Path) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ProjectError(f"{target}: exists and is not an empty folder; choose a new one", 2)
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ProjectError(f"{target}: {parent} is a file, not a folder; choose a folder "
+                           f"elsewhere", 2)
 
 
 def example_config() -> str:

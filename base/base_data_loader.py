@@ -131,21 +131,39 @@ def split_indices(n: int, validation_split, test_split, split_seed: int = 0):
     return train.sort().values, valid.sort().values, test.sort().values
 
 
+def check_fold_count(folds: int, pool: int, labels: torch.Tensor | None) -> None:
+    """`folds` must split the `pool` samples outside the test split; with class labels, as
+    many folds as the smallest class there has samples at most (each fold holds them all)."""
+    if labels is None or len(labels) == 0 or folds < 2:
+        if not 2 <= folds <= pool:
+            raise ArgError("folds", f"expected 2 to {pool} (the samples outside the test "
+                                    f"split), got {folds}")
+        return
+    counts = torch.bincount(labels)
+    present = counts.nonzero().flatten()
+    smallest = int(present[counts[present].argmin()])
+    limit = int(counts[smallest])
+    if limit < folds:
+        advice = f"use at most {limit} folds" if limit >= 2 else "too few for any folds"
+        raise ArgError("folds", f"{folds} folds, but class {smallest} has only {limit} "
+                                f"sample(s) outside the test split (stratified folds need one "
+                                f"per fold): {advice}")
+
+
 def fold_indices(pool: torch.Tensor, labels: torch.Tensor | None, folds: int, fold: int,
                  split_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, valid) of k-fold cross-validation over `pool` (the samples outside the test
     split): fold `fold` of `folds` is the validation part, the others train.
 
-    Stratified by class when `labels` (one int64 label per pool sample) is given, plain
-    k-fold otherwise (regression); shuffled, a pure function of `split_seed`.
+    Stratified by class when `labels` (one int64 label per pool sample) is given, so every
+    class needs at least `folds` samples there; plain k-fold otherwise (regression);
+    shuffled, a pure function of `split_seed`.
     """
-    if not 2 <= folds <= len(pool):
-        raise ArgError("folds", f"expected 2 to {len(pool)} (the samples outside the test "
-                                f"split), got {folds}")
-    if labels is not None and int(torch.bincount(labels).max()) >= folds:
+    check_fold_count(folds, len(pool), labels)
+    if labels is not None:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=split_seed)
         parts = splitter.split(pool.numpy(), labels.numpy())
-    else:  # regression, or fewer samples than folds in every class
+    else:
         parts = KFold(folds, shuffle=True, random_state=split_seed).split(pool.numpy())
     train, valid = list(parts)[fold]
     return pool[torch.as_tensor(train)].sort().values, pool[torch.as_tensor(valid)].sort().values

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import random
+from collections.abc import Iterable
 from typing import Any
 
 from sweep.definition import Param, Sweep, Trial, config_key, describe
-from trainer.parse_config import has_validation, validate_config
+from trainer.parse_config import ConfigParser, has_validation, validate_config
 from utils.config_compose import resolve_interpolations
 from utils.config_io import set_by_path
 from utils.errors import ConfigError, did_you_mean
@@ -89,15 +91,35 @@ def plan_trials(sweep: Sweep, raw: dict, test: bool = True) -> list[Trial]:
         if sweep.trials is not None and len(plan) == sweep.trials:
             break
     sweep.plan = plan
+    check_fold_splits(t.config for t in plan)
     return plan
 
 
 def check_optuna_space(sweep: Sweep, raw: dict) -> None:
     """Optuna trials are drawn as they run: check each choice and each low/high end."""
+    configs = []
     for p in sweep.params:
         corners = p.values if p.values is not None else [p.low, p.high]
         for value in corners:
             values = {q.label: (q.values[0] if q.values is not None else q.low)
                       for q in sweep.params}
             values[p.label] = value
-            make_trial(0, raw, sweep, values, test=True)
+            configs.append(make_trial(0, raw, sweep, values, test=True).config)
+    check_fold_splits(configs)
+
+
+def check_fold_splits(configs: Iterable[dict]) -> None:
+    """The folds of k-fold trials split the loaded data: build each distinct data loader the
+    trials use once (as fold 0), so a fold count its training part cannot split (more folds
+    than samples, or than the smallest class has) stops the sweep before anything runs."""
+    seen = set()
+    for config in configs:
+        args = config["data_loader"].get("args") or {}
+        if args.get("folds") is None:
+            continue
+        probe = copy.deepcopy(config)
+        probe["data_loader"]["args"]["fold"] = 0
+        key = json.dumps([probe["data_loader"], probe["seed"]], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            ConfigParser(probe, "sweep").build_data_loader(training=True)

@@ -14,8 +14,9 @@ the original trial number for Optuna's own samplers).
 Storage: `sweep.storage` (an Optuna URL such as postgresql://user:pass@host/db,
 mysql+pymysql://..., sqlite:///file.db), else Optuna's JournalStorage on the
 file `study.journal` in the sweep folder (JournalFileBackend, whose lock works
-on NFS). RDB storages use Optuna's own heartbeat; the journal file gets one
-here, as a system attribute of the trial.
+on NFS; a torn last line is dropped with a warning, sweep/journal.py). RDB
+storages use Optuna's own heartbeat; the journal file gets one here, as a
+system attribute of the trial.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.definition import Sweep
+from sweep.journal import held, journal_backend
 from utils.errors import ConfigError, RunError
 
 JOURNAL_NAME = "study.journal"
@@ -91,8 +93,7 @@ def journal_storage(optuna: Any, path: Path, interval: int, grace: int) -> Any:
         def get_failed_trial_callback(self) -> Any:
             return callback
 
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return HeartbeatJournalStorage(backend)
+    return HeartbeatJournalStorage(journal_backend(optuna, path))
 
 
 def rdb_storage(optuna: Any, url: str, interval: int, grace: int) -> Any:
@@ -114,12 +115,8 @@ def folder_lock(folder: Path, optuna: Any) -> Iterator[None]:
     fails stale trials. Optuna's symlink lock, as its journal file uses, for NFS; one left
     by a worker killed while holding it is taken over after 30 s."""
     lock = optuna.storages.journal.JournalFileSymlinkLock(str(folder / "queue"), grace_period=30)
-    lock.acquire()
-    try:
+    with held(lock):
         yield
-    finally:
-        with suppress(RuntimeError):  # taken over by another worker after the grace period
-            lock.release()
 
 
 def wait_for_writer(run_dir: str | Path | None, timeout: float) -> None:

@@ -50,7 +50,6 @@ from utils.config_io import (
     has_path,
     load_config_file,
     parse_override,
-    parse_value,
     split_choices,
 )
 from utils.errors import ConfigError, check_keys, did_you_mean
@@ -131,7 +130,7 @@ def split_command_line(args: Any, multirun: bool,
         if ov.op == "+" and has_path(raw, ov.key):
             raise ConfigError(f"override '{item}': {ov.key}: already in the config, '+' only "
                               f"adds new keys; write {item[1:]} to sweep it")
-        cli_params.append(Param(ov.key, ov.op != "=", values=[parse_value(c) for c in choices]))
+        cli_params.append(Param(ov.key, ov.op != "=", values=[ov.parse(c) for c in choices]))
     return fixed, cli_params
 
 

@@ -35,8 +35,10 @@ def train(*args: str, save_dir: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def run_dirs(save_dir: Path, name: str) -> list[Path]:
-    """The experiment's run folders, oldest first (its `latest` pointer is none)."""
-    return sorted((p for p in (save_dir / "models" / name).iterdir() if p.name != LATEST_NAME),
+    """The experiment's run folders, oldest first (its `latest` pointer is none, nor the
+    .lock of --resume auto)."""
+    return sorted((p for p in (save_dir / "models" / name).iterdir()
+                   if p.is_dir() and p.name != LATEST_NAME),
                   key=lambda p: p.stat().st_mtime)
 
 

@@ -10,12 +10,13 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_script, train
+from conftest import ENV, REPO, run_script, train
 
 DIGITS = REPO / "config/digits_mlp.json"
 
@@ -191,6 +192,19 @@ CASES = [
      lambda c: ["-r", c.edited(lambda k: k["config"]["arch"]["args"].update(hidden=64))],
      ["edited.pth", "the weights do not fit the model MLP", "hidden.0.weight is [128, 64] in the "
       "file and [64, 64] in the model", "more mismatches"], 2),
+    # issue 24, minor items
+    ("new-project-under-a-file", "new_project.py",
+     lambda c: [f"{c.file('afile', 'x')}/project"], ["afile", "is a file, not a folder"], 2),
+    ("find-lr-apply-onto-an-existing-file", "train.py",
+     lambda c: ["-c", c.yaml_on_digits("d.yaml", ""), "--find-lr", "--apply",
+                (c.file("d_lr.yaml", "kept: true\n"), "trainer.epochs=1")[1]],
+     ["--apply", "d_lr.yaml exists", "never replaces"], 2),
+    ("find-lr-with-m", "train.py", on_digits("--find-lr", "-m", "optimizer.args.lr=0.1,0.2"),
+     ["--find-lr", "does not sweep", "drop -m"], 2),
+    ("base-on-the-command-line", "train.py", on_digits("+_base_=[x.yaml]"),
+     ["'+_base_=[x.yaml]'", "_base_ works only inside a config file"], 2),
+    ("save-dir-blank", "train.py", on_digits("trainer.save_dir='  '"),
+     ["trainer.save_dir", "not blank", "'  '"], 2),
 ]
 
 
@@ -238,3 +252,31 @@ def test_disk_full_during_a_checkpoint_save(tmp_path):
         assert not [p for p in disk.rglob("*") if p.name.endswith(".tmp")]
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_two_resume_auto_runs_of_one_config_never_both_start_fresh(tmp_path):
+    """The same `--resume auto` command started twice at once (a job requeued while its first
+    copy still runs): one trains; the other either stops with one line naming the holder's
+    process, or (had the first already finished) finds nothing to train. One run folder."""
+    save = tmp_path / "saved"
+    command = [sys.executable, str(REPO / "train.py"), "-c", str(REPO / "config/wine_mlp.yaml"),
+               "--resume", "auto", "trainer.epochs=2", f"trainer.save_dir={save}"]
+    procs = [subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p, *p.communicate(timeout=300)) for p in procs]  # waits, bounded
+    codes = sorted(p.returncode for p, _, _ in results)
+    assert codes in ([0, 0], [0, 2]), [(p.returncode, err) for p, _, err in results]
+    for p, out, err in results:
+        if p.returncode == 2:
+            lines = [line for line in err.splitlines() if line.startswith("error:")]
+            assert len(lines) == 1 and "Traceback" not in err, err
+            other = next(q for q in procs if q is not p)
+            assert "--resume auto" in lines[0] and f"process {other.pid}" in lines[0]
+        elif codes == [0, 0] and "starting fresh" not in out + err:
+            assert "nothing to train" in out + err
+    runs = [p for p in (save / "models" / "wine_mlp").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True,
+                           timeout=300)  # a later requeue: finished, nothing to train
+    assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
+    assert [p for p in (save / "models" / "wine_mlp").iterdir() if p.is_dir()] == runs

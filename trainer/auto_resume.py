@@ -8,6 +8,11 @@ the highest checkpoint-epoch<N>.pth) and keeps those whose stored `config_hash`
 already finished is not trained again. Checkpoints of the same name but another config are
 refused, naming the keys that differ, unless --allow-changed (which resumes the newest of them
 with the new config). So the same command can be requeued blindly.
+
+One --resume auto run of a name at a time: it holds saved/models/<name>/.lock (utils/run_lock.py)
+from before it chooses until it exits, so a second copy of the same job (started at the same
+moment, or while the first still trains) cannot also start fresh: it stops with one line naming
+the holder's process, before it writes anything.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from trainer.parse_config import ConfigParser
 from trainer.resume_checks import differing_keys
 from utils import dist
 from utils.checkpoint import INTERRUPT_NAME, epoch_checkpoints, load_checkpoint
-from utils.errors import ConfigError
+from utils.errors import ConfigError, RunError
 from utils.run_config import config_hash, stored_hash
+from utils.run_lock import lock_run_folder
 
 AUTO = "auto"
 POINTER_NAME = "latest"  # a pointer file some versions keep beside the run folders
@@ -124,12 +130,29 @@ def _changed(config: ConfigParser, others: list[Candidate]) -> Candidate:
     return newest
 
 
+def models_dir(config: ConfigParser) -> Path:
+    """saved/models/<name>/: the run folders of the config's name."""
+    return Path(config.trainer["save_dir"]) / "models" / config["name"]
+
+
+def hold_name(config: ConfigParser) -> None:
+    """Take the name's lock for the rest of this process (ConfigError naming the holder)."""
+    folder = models_dir(config)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock_run_folder(folder)
+    except ConfigError as e:
+        raise ConfigError(f"--resume auto runs one at a time per name ('{config['name']}'): "
+                          f"{e}") from None
+    except OSError as e:
+        raise RunError(f"--resume auto: cannot lock {folder}: {e.strerror or e}") from None
+
+
 def find(config: ConfigParser) -> tuple[Candidate | None, list[Candidate]]:
     """(the newest checkpoint of a run of this very config, the newest of other configs)."""
-    models_dir = Path(config.trainer["save_dir"]) / "models" / config["name"]
     wanted = config_hash(config.config)
     same, others = [], []
-    for run_dir in run_folders(models_dir):
+    for run_dir in run_folders(models_dir(config)):
         candidate = newest_in(run_dir)
         if candidate is not None:
             (same if stored_hash(candidate.ckpt) == wanted else others).append(candidate)
@@ -151,18 +174,21 @@ def decide(config: ConfigParser) -> tuple[Candidate | None, str, bool]:
     return chosen, f"--resume auto: resuming {chosen.describe()}", False
 
 
-def apply_auto_resume(config: ConfigParser) -> tuple[str, bool]:
+def apply_auto_resume(config: ConfigParser, hold: bool = True) -> tuple[str, bool]:
     """Decide on rank 0 (every rank follows) and point `config` at the checkpoint to resume:
-    (the decision's log line, whether there is nothing to train)."""
+    (the decision's log line, whether there is nothing to train). `hold`: take the name's
+    lock first (not for --dry-run, which writes nothing)."""
     decision: Any = None
     if dist.is_main():
         try:
+            if hold:
+                hold_name(config)
             decision = decide(config)
-        except ConfigError as e:  # every rank leaves with it, none waits for the others
+        except (ConfigError, RunError) as e:  # every rank leaves with it, none waits
             decision = e
     shared = dist.broadcast_object(decision if not dist.is_distributed() else
                                    _portable(decision))
-    if isinstance(shared, ConfigError):
+    if isinstance(shared, ConfigError | RunError):
         raise shared
     chosen, line, done = shared
     if chosen is not None and not done:
@@ -173,7 +199,7 @@ def apply_auto_resume(config: ConfigParser) -> tuple[str, bool]:
 
 def _portable(decision: Any) -> Any:
     """The decision without the loaded checkpoint (each rank loads its own copy)."""
-    if decision is None or isinstance(decision, ConfigError) or decision[0] is None:
+    if decision is None or isinstance(decision, ConfigError | RunError) or decision[0] is None:
         return decision
     chosen, line, done = decision
     return Candidate(chosen.path, None, chosen.mtime), line, done

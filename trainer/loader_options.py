@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from utils.errors import ConfigError
+from utils.errors import ArgError, ConfigError
 from utils.schema import FOLD_ARGS, SAMPLER_ARGS, SAMPLERS, expect, is_int
 
 LOADER_OPTIONS = SAMPLER_ARGS + FOLD_ARGS
@@ -30,6 +30,8 @@ def validate_loader_options(dargs: dict) -> None:
 def _call(method: Any, *args: Any) -> None:
     try:
         method(*args)
+    except ArgError as e:
+        raise ConfigError(f"data_loader.args.{e.arg}: {e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"data_loader.args: {e}") from None
 

@@ -8,7 +8,8 @@ finite). The suggestion is the lr where the smoothed loss falls fastest per
 decade of lr (the steepest descent). Nothing of the run is touched: no run
 folder, no checkpoint, the config file as it was; the outputs are lr_find.csv
 and lr_find.png in the current directory, and with --apply a new config file
-beside the original (<stem>_lr.<ext>) whose only change is optimizer.args.lr.
+beside the original (<stem>_lr.<ext>) whose only change is optimizer.args.lr; an
+existing <stem>_lr.<ext> is never replaced (checked before the test runs).
 """
 
 from __future__ import annotations
@@ -133,6 +134,33 @@ def write_png(lrs: list[float], losses: list[float], smoothed: list[float], sugg
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def applied_path(source: Path) -> Path:
+    """Where --apply writes: <stem>_lr.<ext> beside `source`."""
+    return source.with_name(f"{source.stem}_lr{source.suffix}")
+
+
+def check_run_options(args: Any) -> None:
+    """What --find-lr cannot be combined with: -r, sweeps, and (with --apply) an existing
+    <stem>_lr.<ext>, which it never replaces; checked before the range test runs."""
+    if not args.find_lr:
+        raise ConfigError("--apply goes with --find-lr (it writes the suggested lr)")
+    if args.resume or not args.config:
+        raise ConfigError("--find-lr takes a config (-c FILE) and starts from its fresh model, "
+                          "without -r")
+    sweeping = [flag for flag, dest in (("-m", "multirun"), ("--folds", "folds"),
+                                        ("--repeat", "repeat"), ("--jobs", "jobs"),
+                                        ("--test", "test"))
+                if getattr(args, dest, None) not in (None, False)]
+    if sweeping:
+        raise ConfigError(f"--find-lr runs one range test and does not sweep: drop "
+                          f"{', '.join(sweeping)}"
+                          + (" (and give each override one value)" if "-m" in sweeping else ""))
+    out = applied_path(Path(args.config))
+    if args.apply and (out.exists() or out.is_symlink()):
+        raise ConfigError(f"--apply: {out} exists and --find-lr never replaces a file: move it "
+                          f"away (or delete it) and run again")
+
+
 def apply_lr(source: Path, lr: float) -> Path:
     """<stem>_lr.<ext> beside `source`: the same file (same format) with optimizer.args.lr."""
     data = read_config_file(source)
@@ -141,7 +169,7 @@ def apply_lr(source: Path, lr: float) -> Path:
         raise ConfigError(f"{source}: optimizer: expected a mapping to write the lr into")
     optimizer.setdefault("args", {})
     optimizer["args"] = {**(optimizer["args"] or {}), "lr": lr}
-    out = source.with_name(f"{source.stem}_lr{source.suffix}")
+    out = applied_path(source)
     if source.suffix == ".json":
         text = json.dumps(data, indent=2) + "\n"
     else:
@@ -163,11 +191,7 @@ def check_plotting() -> None:
 def find_lr(args: Any) -> int:
     """The range test of train.py's `args` (-c, overrides, --apply); prints `suggested lr: X`;
     the process exit code."""
-    if not args.find_lr:
-        raise ConfigError("--apply goes with --find-lr (it writes the suggested lr)")
-    if args.resume or not args.config:
-        raise ConfigError("--find-lr takes a config (-c FILE) and starts from its fresh model, "
-                          "without -r")
+    check_run_options(args)
     config = ConfigParser.from_args(args)
     check_plotting()
     setup_logging(config.trainer["verbosity"])

@@ -44,6 +44,7 @@ from trainer.swa import validate_swa
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
+from utils.config_limits import check_config_limits
 from utils.config_trust import stored_trust
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
 from utils.registry import TRUSTED, Trust, UntrustedType
@@ -90,8 +91,8 @@ def _validate_trainer(trainer: Any, config: dict, trust: Trust) -> dict:
     expect(is_int(resolved["histogram_period"]) and resolved["histogram_period"] >= 0,
            "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
            resolved["histogram_period"])
-    expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"], "trainer.save_dir",
-           "a folder path", resolved["save_dir"])
+    expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"].strip(),
+           "trainer.save_dir", "a folder path (not blank)", resolved["save_dir"])
     check_save_dir(resolved["save_dir"])
     check_name(config["name"], resolved["save_dir"])
     for key in ("amp", "monitor"):
@@ -148,6 +149,7 @@ def _validate_top_level(config: dict, resolved: dict) -> list[str]:
 def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[str]]:
     """Check every section; return the resolved config and a list of warnings. `trust`:
     whether the config is the user's or data read back from a file."""
+    check_config_limits(config)  # before anything recursive (deepcopy) touches it
     resolved = copy.deepcopy(config)
     warnings = _validate_top_level(config, resolved)
     mtype, margs = section(config, "arch")
@@ -238,6 +240,10 @@ class ConfigParser:
                   finetune: bool = False, allow_changed: bool = False,
                   trust: Trust = TRUSTED) -> ConfigParser:
         """`raw` with the overrides applied, validated (ConfigErrors name `source`)."""
+        try:
+            check_config_limits(raw)  # before apply_overrides copies it
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
         raw = apply_overrides(raw, list(overrides or []))
         try:
             config, warnings = validate_config(raw, trust)

@@ -17,7 +17,21 @@ from typing import Any
 
 import yaml
 
-from utils.config_compose import MISSING, compose_file, lookup_path, resolve_interpolations
+from utils.config_compose import (
+    BASE_KEY,
+    MISSING,
+    compose_file,
+    lookup_path,
+    resolve_interpolations,
+)
+from utils.config_limits import (
+    MAX_DEPTH,
+    check_config_limits,
+    check_json_depth,
+    check_yaml_expansion,
+    depth_error,
+    read_int,
+)
 from utils.errors import ConfigError
 from utils.schema import (
     CONFIG_SUFFIXES,
@@ -28,13 +42,33 @@ from utils.schema import (
 
 # ---------------------------------------------------------------- files
 
-MAX_YAML_NODES = 10_000  # a config's nodes once its aliases are expanded
 SCHEMA_KEY = "$schema"  # a JSON config's pointer to its JSON Schema, dropped on reading
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML's safe loader that also reads 1e-3 and 1E5 as floats (YAML 1.2 style) and refuses
-    a mapping that repeats a key (YAML would let the last one win)."""
+    """YAML's safe loader that also reads 1e-3 and 1E5 as floats (YAML 1.2 style), refuses
+    a mapping that repeats a key (YAML would let the last one win), stops composing past
+    MAX_DEPTH levels (its composer recurses) and never converts a decimal integer too long
+    for 64 bits (utils/config_limits.py)."""
+
+    levels = 0  # mappings and sequences being composed, one inside the other
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            return super().compose_node(parent, index)
+        self.levels += 1
+        if self.levels > MAX_DEPTH:
+            raise depth_error(f"line {self.peek_event().start_mark.line + 1}: ")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.levels -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        text = self.construct_scalar(node).replace("_", "")
+        if text.lstrip("+-").isdigit() and not text.lstrip("+-").startswith("0"):
+            return read_int(text)  # decimal: Python's int-string limit applies
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -50,30 +84,11 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"""),
     list("-+0123456789"))
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """The node's size once every alias under it is expanded (shared nodes counted once each
-    time they are used); ConfigError for a recursive alias or more than MAX_YAML_NODES."""
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if id(node) in open_nodes:
-        raise ConfigError(f"line {node.start_mark.line + 1}: a YAML alias refers to a node that "
-                          f"contains it (a recursive alias)")
-    open_nodes.add(id(node))
-    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) \
-        else node.value if isinstance(node, yaml.SequenceNode) else []
-    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
-    open_nodes.discard(id(node))
-    if size > MAX_YAML_NODES:
-        raise ConfigError(f"line {node.start_mark.line + 1}: YAML aliases expand this config to "
-                          f"more than {MAX_YAML_NODES:,} nodes (an alias bomb?)")
-    sizes[id(node)] = size
-    return size
 
 
 def yaml_load(text: str) -> Any:
@@ -83,7 +98,7 @@ def yaml_load(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, {}, set())
+        check_yaml_expansion(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -100,7 +115,8 @@ def _json_load(text: str) -> Any:
             raise ConfigError(f"duplicate key '{duplicate}'; keep one")
         return dict(pairs)
 
-    return json.loads(text, object_pairs_hook=refuse_duplicates)
+    check_json_depth(text)  # before the parser recurses into it
+    return json.loads(text, object_pairs_hook=refuse_duplicates, parse_int=read_int)
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -134,6 +150,10 @@ def read_config_file(path: str | Path) -> dict:
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
+    try:
+        check_config_limits(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     data.pop(SCHEMA_KEY, None)  # where editors find the JSON Schema; no part of the config
     return data
 
@@ -148,12 +168,17 @@ def dump_config(config: dict, fmt: str = "yaml") -> str:
 
 # ---------------------------------------------------------------- overrides
 
-def parse_value(text: str) -> Any:
-    """A command-line value, read as a YAML scalar or list ('0.01', 'true', '[64, 32]', 'null')."""
+def parse_value(text: str, key: str = "") -> Any:
+    """A command-line value, read as a YAML scalar or list ('0.01', 'true', '[64, 32]', 'null');
+    an integer beyond 64 bits or nesting deeper than MAX_DEPTH is an error naming `key`."""
     try:
-        return yaml_load(text) if text.strip() else ""
+        value = yaml_load(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
+    except ConfigError as e:
+        raise ConfigError(f"{key}: {e}" if key else str(e)) from None
+    check_config_limits(value, key)
+    return value
 
 
 def split_choices(text: str) -> list[str]:
@@ -187,7 +212,16 @@ class Override:
 
     @property
     def value(self) -> Any:
-        return parse_value(self.text or "")
+        return self.parse(self.text or "")
+
+    def parse(self, text: str) -> Any:
+        """`text` (the value, or one of its -m choices) read as this key's value; an error
+        names the override (cut short: it may be long)."""
+        try:
+            return parse_value(text, self.key)
+        except ConfigError as e:
+            item = self.item if len(self.item) <= 60 else self.item[:57] + "..."
+            raise ConfigError(f"override '{item}': {e}") from None
 
 
 def parse_override(item: str) -> Override:
@@ -199,6 +233,10 @@ def parse_override(item: str) -> Override:
             any(not part for part in key.split(".")):
         raise ConfigError(f"override '{item}': expected KEY.PATH=VALUE, +KEY.PATH=VALUE (add), "
                           f"++KEY.PATH=VALUE (add or override) or ~KEY.PATH (delete)")
+    if key.split(".")[0] == BASE_KEY:
+        raise ConfigError(f"override '{item}': {BASE_KEY} works only inside a config file (its "
+                          f"bases are merged when the file is read); write it in the file -c "
+                          f"names, or pass that base file with -c")
     return Override(item, op, key, text if sep else None)
 
 
