@@ -471,7 +471,6 @@ def test_a_tracking_uri_stored_in_a_checkpoint_is_contacted_only_when_the_comman
 
 
 # --- sweep journals, plans, config limits (items 4, 5, 8)
-WINE = REPO / "config/wine_mlp.yaml"
 
 
 def one_error(result, code: int, *named: str) -> str:
