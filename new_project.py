@@ -15,9 +15,11 @@ import argparse
 import ast
 import difflib
 import json
+import os
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent
@@ -204,7 +206,9 @@ def pyproject(name: str) -> str:
 
 
 def write_project(target: Path, extras: list[str]) -> int:
-    """Copy the selection into `target`; the number of files written."""
+    """Copy the selection into `target`; the number of files written. The files go into a
+    temporary folder beside it, renamed to `target` once complete: a failure (a full disk)
+    leaves nothing behind."""
     files, others = selection(extras)
     written = {
         "config/example.json": example_config(),
@@ -217,12 +221,22 @@ def write_project(target: Path, extras: list[str]) -> int:
         if rel in ("train.py", "test.py") and "sweep" not in extras:
             text = without_sweep(text)
         written[rel] = text
-    for rel, text in written.items():
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        (target / rel).write_text(text, encoding="utf-8")
-    for rel in others:
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE / rel, target / rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        for rel, text in written.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).write_text(text, encoding="utf-8")
+        for rel in others:
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(TEMPLATE / rel, staging / rel)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700
+        os.replace(staging, target)  # over a missing or empty folder
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return len(written) + len(others)
 
 
@@ -238,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return code
     except OSError as e:
-        print(f"error: cannot write {target}: {e}", file=sys.stderr)
+        print(f"error: cannot write {target}: {e.strerror or e}", file=sys.stderr)
         return 1
     print(f"wrote {count} files to {target}")
     print(f"next: cd {target} && python train.py -c config/example.json")

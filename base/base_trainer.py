@@ -291,11 +291,12 @@ class BaseTrainer(ABC):
 
     def _save_checkpoint(self, epoch: int, row: dict, periodic: bool = True,
                          best: bool = False) -> None:
-        """checkpoint-epoch<N>.pth and/or model_best.pth, serialized once (rank 0 only)."""
+        """model_best.pth, then checkpoint-epoch<N>.pth, serialized once (rank 0 only): a kill
+        between the two leaves model_best.pth the newest checkpoint (utils/best_model.py)."""
         if not self.is_main:
             return
-        paths = ([self._periodic_path(epoch)] if periodic else []) + \
-            ([self.checkpoint_dir / BEST_NAME] if best else [])
+        paths = ([self.checkpoint_dir / BEST_NAME] if best else []) + \
+            ([self._periodic_path(epoch)] if periodic else [])
         save_atomic(self._state(epoch, row["loss"]), *paths)
         if periodic:
             (self.checkpoint_dir / INTERRUPT_NAME).unlink(missing_ok=True)

@@ -7,15 +7,14 @@ matplotlib (the `plot` extra) is installed. Regression models get no report.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import classification_report
 
-from utils.errors import RunError
+from utils.csv_table import write_csv
+from utils.files import write_figure, write_json
 
 PRINT_MAX_CLASSES = 20  # larger matrices are only saved
 
@@ -44,11 +43,8 @@ def format_matrix(matrix) -> str:
 
 
 def write_matrix_csv(matrix, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true\\pred", *range(len(matrix))])
-        for i, row in enumerate(matrix):
-            writer.writerow([i, *(int(v) for v in row)])
+    write_csv(path, ["true\\pred", *range(len(matrix))],
+              [[i, *(int(v) for v in row)] for i, row in enumerate(matrix)])
 
 
 def write_matrix_png(matrix, path: Path) -> bool:
@@ -75,7 +71,7 @@ def write_matrix_png(matrix, path: Path) -> bool:
                 ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize="small",
                         color="white" if matrix[i, j] > threshold else "black")
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    write_figure(fig, path, format="png")
     return True
 
 
@@ -89,17 +85,13 @@ def classification_report_files(matrix: np.ndarray, out_dir: Path, echo=print) -
     echo("per-class report:")
     echo(text.rstrip())
     written = [out_dir / "confusion_matrix.csv", out_dir / "classification_report.json"]
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_matrix_csv(matrix, written[0])
-        written[1].write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
-        png = out_dir / "confusion_matrix.png"
-        if write_matrix_png(matrix, png):
-            written.append(png)
-        else:
-            echo("(pip install matplotlib for a PNG of the confusion matrix)")
-    except OSError as e:
-        raise RunError(f"cannot write the report in {out_dir}: {e}") from None
+    write_matrix_csv(matrix, written[0])  # each file atomically; RunError naming it
+    write_json(table, written[1])
+    png = out_dir / "confusion_matrix.png"
+    if write_matrix_png(matrix, png):
+        written.append(png)
+    else:
+        echo("(pip install matplotlib for a PNG of the confusion matrix)")
     for p in written:
         echo(f"saved {p}")
     return written

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.errors import ConfigError, RunError, report
-from utils.files import read_json
+from utils.files import read_json, write_figure
 from utils.run_pointer import is_pointer, read_latest
 from utils.schema import parse_monitor
 
@@ -205,11 +205,7 @@ def _plot_curve(ax, run: Run, name: str, color: str) -> None:
 
 
 def _save(fig, out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=DPI, format="png")
-    except OSError as e:
-        raise RunError(f"cannot write {out}: {e.strerror or e}") from None
+    write_figure(fig, out, dpi=DPI, format="png")  # RunError naming the file
     return out
 
 

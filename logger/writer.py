@@ -4,12 +4,15 @@ backends of trainer.loggers (MLflow: logger/mlflow_logger.py) behind one Writers
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
 from logger import mlflow_logger, mlflow_reach
 from logger.logger import get_logger
 from utils.errors import ConfigError, RunError, did_you_mean
+from utils.files import write_output
 
 LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
 
@@ -23,19 +26,26 @@ def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
 
 class MetricsCSV:
     """metrics.csv, one row per epoch. On resume it is rewritten from the
-    checkpoint's history first, so no epoch appears twice."""
+    checkpoint's history first, so no epoch appears twice. Each epoch the whole (small)
+    file is written again to a temporary file and renamed over it, so a reader sees whole
+    rows and a link planted in its place is replaced, never written through."""
 
     def __init__(self, path: Path, columns: list[str], history: list[dict]):
         self.path = path
-        self.columns = columns
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(history)
+        self.buffer = io.StringIO()
+        self.writer = csv.DictWriter(self.buffer, fieldnames=columns, extrasaction="ignore",
+                                     lineterminator="\n")
+        self.writer.writeheader()
+        self.writer.writerows(history)
+        self._flush()
 
     def write(self, row: dict) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
+        self.writer.writerow(row)
+        self._flush()
+
+    def _flush(self) -> None:
+        # no fsync: a resume writes the file again from the checkpoint's history
+        write_output(self.buffer.getvalue(), self.path, durable=False)
 
 
 class TensorboardWriter:
@@ -62,7 +72,9 @@ class TensorboardWriter:
                 "warning: trainer.tensorboard is true but TensorBoard is not installed; "
                 "install it with: pip install tensorboard  (training goes on without it)")
             return
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        # a random suffix: no link planted in the log folder can be named after the file
+        self.writer = SummaryWriter(log_dir=str(log_dir),
+                                    filename_suffix=f".{os.urandom(6).hex()}")
         if config is not None:
             self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", 0)
 

@@ -19,6 +19,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from utils.files import open_append
 from utils.signals import exit_code, signal_name, stop_signals_handled
 
 POLL_SECONDS = 0.3
@@ -82,7 +83,7 @@ class Launcher:
                "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         if run_file is not None:
             cmd = [*cmd, "--run-file", str(run_file)]
-        with open(log, "a", encoding="utf-8") as out:
+        with open_append(log) as out:  # never through a link planted in the sweep folder
             out.write(f"$ {' '.join(cmd)}\n")
             out.flush()
             with self.lock:

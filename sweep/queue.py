@@ -125,7 +125,10 @@ def wait_for_writer(run_dir: str | Path | None, timeout: float) -> None:
     if not run_dir or not (Path(run_dir) / ".lock").is_file():
         return
     deadline = time.monotonic() + timeout
-    fd = os.open(Path(run_dir) / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    try:  # never through a link planted in the run folder
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
     try:
         while True:
             try:

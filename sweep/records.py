@@ -23,7 +23,9 @@ from typing import Any
 
 from sweep.definition import Sweep, describe
 from sweep.replicates import group_table, replicate_labels
-from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, latest_epoch_checkpoint
+from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
+from utils.checkpoint_arg import newest_checkpoint
+from utils.csv_table import write_csv
 from utils.files import read_json, write_json, write_output
 
 # ---------------------------------------------------------------- records
@@ -66,13 +68,13 @@ def is_done(record: dict | None, test: bool) -> bool:
 
 
 def resume_point(record: dict) -> Path | None:
-    """Where an interrupted trial goes on from: its interrupt checkpoint or last checkpoint."""
+    """Where an interrupted trial goes on from: its checkpoint furthest into training (the
+    interrupt checkpoint, the last epoch's, or model_best.pth when a kill came between it and
+    its epoch's checkpoint)."""
     if record.get("status") not in ("interrupted", "running") or not record.get("run_dir"):
         return None
     run_dir = Path(record["run_dir"])
-    if (run_dir / INTERRUPT_NAME).is_file():
-        return run_dir / INTERRUPT_NAME
-    return latest_epoch_checkpoint(run_dir) if run_dir.is_dir() else None
+    return newest_checkpoint(run_dir) if run_dir.is_dir() else None
 
 
 def trial_run_dir(folder: Path, run_dir: str | None) -> Path | None:
@@ -202,20 +204,17 @@ def value_columns(header: list[str], labels: list[str]) -> list[str]:
     return [h for h in header if h not in skip]
 
 
-def write_csv(header: list[str], table: list[list], path: Path) -> None:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([["" if v is None else (json.dumps(v) if isinstance(v, list | dict) else v)
-                       for v in row] for row in table])
-    write_output(out.getvalue(), path)
+def write_table(header: list[str], table: list[list], path: Path) -> None:
+    """A summary table as CSV: None empty, lists and mappings as JSON."""
+    write_csv(path, header, [["" if v is None else (json.dumps(v) if isinstance(v, list | dict)
+                                                    else v) for v in row] for row in table])
 
 
 def write_summary(sweep: Sweep, rows: list[dict]) -> str:
     """summary.csv and summary.md in the sweep folder; returns the Markdown."""
     rows = rank_rows(rows, sweep.metric_mode)
     header, table = summary_table(sweep, rows)
-    write_csv(header, table, sweep.folder / "summary.csv")
+    write_table(header, table, sweep.folder / "summary.csv")
     markdown = summary_markdown(sweep, rows, header, table)
     labels = header[3:header.index(f"best_{sweep.metric_name}")]
     if replicate_labels(labels):
@@ -230,7 +229,7 @@ def groups_markdown(sweep: Sweep, header: list[str], table: list, labels: list[s
     cols = value_columns(header, labels)
     g_header, g_table = group_table(header, table, labels, cols, f"best_{sweep.metric_name}",
                                     sweep.metric_mode)
-    write_csv(g_header, g_table, sweep.folder / "groups.csv")
+    write_table(g_header, g_table, sweep.folder / "groups.csv")
     keys = g_header[1:g_header.index("n")]
     over = ", ".join(replicate_labels(labels))
     lines = ["", f"## Mean ± std over {over} (finished trials; sample std, ddof=1), "

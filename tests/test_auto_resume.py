@@ -85,6 +85,8 @@ def test_auto_takes_the_run_furthest_into_training_not_the_newest_file(tmp_path,
     (ahead / "checkpoint-epoch4.pth").unlink()  # ahead: epoch 3; behind: epoch 2, newer files
     for n in (3, 4):
         (behind / f"checkpoint-epoch{n}.pth").unlink()
+    for run in (ahead, behind):  # at epoch 4 it would be the furthest (written before epoch 4's)
+        (run / "model_best.pth").unlink()
     (behind / "checkpoint-epoch2.pth").touch()
     (ahead.parent / "latest").write_text(behind.name)  # a pointer file is not a run folder
     (save / "models/digits_mlp/empty_run").mkdir()  # a run killed before its first checkpoint

@@ -5,6 +5,7 @@ as it was (so no run folder appeared)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -63,6 +64,21 @@ class Ctx:
         shutil.copytree(self.trained, self.save)
         return next(self.save.glob("models/digits_mlp/*/checkpoint-epoch1.pth"))
 
+    def run(self, change) -> Path:
+        """A copy of the trained run under this case's save_dir, with change(run folder)
+        applied; the run folder."""
+        run = self.checkpoint().parent
+        change(run)
+        return run
+
+    def fifo(self, name: str) -> Path:
+        os.mkfifo(self.tmp / name)
+        return self.tmp / name
+
+    def link(self, name: str, target: str) -> Path:
+        (self.tmp / name).symlink_to(target)
+        return self.tmp / name
+
     def edited(self, change) -> Path:
         """A copy of the trained checkpoint, outside save_dir, with change(ckpt) applied."""
         ckpt = torch.load(next(self.trained.glob("models/digits_mlp/*/checkpoint-epoch1.pth")),
@@ -97,6 +113,18 @@ def bomb(levels: int = 6) -> str:
 
 def on_digits(*overrides):
     return lambda c: ["-c", DIGITS, *overrides]
+
+
+def lock_a_folder(run: Path) -> None:
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()
+
+
+def only_best_to_dev_zero(run: Path) -> None:
+    """model_best.pth a link to /dev/zero, and no other checkpoint to repair it from."""
+    (run / "checkpoint-epoch1.pth").unlink()
+    (run / "model_best.pth").unlink()
+    (run / "model_best.pth").symlink_to("/dev/zero")
 
 
 # (id, script, the arguments from a Ctx, texts the error line must contain, exit code)
@@ -205,6 +233,19 @@ CASES = [
      ["'+_base_=[x.yaml]'", "_base_ works only inside a config file"], 2),
     ("save-dir-blank", "train.py", on_digits("trainer.save_dir='  '"),
      ["trainer.save_dir", "not blank", "'  '"], 2),
+    # issue 24: files that are no checkpoint are named for what they are, never read
+    ("lock-a-folder", "train.py", lambda c: ["-r", c.run(lock_a_folder), "trainer.epochs=2"],
+     [".lock is a folder", "remove it"], 2),
+    ("best-a-link-to-dev-zero", "test.py", lambda c: ["-r", c.run(only_best_to_dev_zero)],
+     ["model_best.pth is a link to /dev/zero, a character device"], 2),
+    ("fifo-as-checkpoint-test", "test.py", lambda c: ["-r", c.fifo("pipe.pth")],
+     ["pipe.pth is a FIFO", "not a regular file"], 2),
+    ("fifo-as-checkpoint-train", "train.py", lambda c: ["-r", c.fifo("pipe.pth")],
+     ["pipe.pth is a FIFO", "not a regular file"], 2),
+    ("dev-zero-as-checkpoint", "test.py", lambda c: ["-r", "/dev/zero"],
+     ["/dev/zero is a character device", "not a regular file"], 2),
+    ("link-to-dev-zero-as-checkpoint", "train.py", lambda c: ["-r", c.link("z.pth", "/dev/zero")],
+     ["z.pth is a link to /dev/zero", "not a regular file"], 2),
 ]
 
 
@@ -225,26 +266,45 @@ def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
     assert checksums(tmp_path) == before
 
 
+def small_disk(path: Path, size: str) -> Path:
+    """A tmpfs of `size` mounted at `path` (the test is skipped where mounting is not
+    allowed); the caller unmounts it."""
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}",
+                                            "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs is not allowed here")
+    return path
+
+
+def fill(disk: Path) -> None:
+    """Fill the disk to its last byte."""
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
 def test_disk_full_during_a_checkpoint_save(tmp_path):
     """A small tmpfs holds two checkpoints of the digits MLP (340 KB each), not a third: exit 1,
     one error line naming the file and the cause on stderr and in info.log, the earlier
     checkpoints load, no temporary file is left."""
     from utils.checkpoint import load_checkpoint
 
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs",
-                                            str(disk)], capture_output=True).returncode != 0:
-        pytest.skip("mounting a small tmpfs is not allowed here")
+    disk = small_disk(tmp_path / "disk", "900k")
     try:
         r = train("-c", DIGITS, "trainer.epochs=5", "trainer.save_period=1",
                   "trainer.monitor=off", save_dir=disk)
         assert r.returncode == 1, (r.stdout, r.stderr)
-        lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
-        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-        assert "checkpoint-epoch3.pth" in lines[0] and "No space left on device" in lines[0]
+        line = one_error_line(r)
+        assert "checkpoint-epoch3.pth" in line and "No space left on device" in line
         log = next(disk.glob("log/digits_mlp/*/info.log")).read_text().splitlines()
-        assert log[-1].endswith(lines[0])
+        assert log[-1].endswith(line)
         run = next(p for p in disk.glob("models/digits_mlp/*") if p.is_dir())
         assert [load_checkpoint(run / f"checkpoint-epoch{n}.pth")["epoch"] for n in (1, 2)] == \
             [1, 2]
@@ -280,3 +340,32 @@ def test_two_resume_auto_runs_of_one_config_never_both_start_fresh(tmp_path):
                            timeout=300)  # a later requeue: finished, nothing to train
     assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
     assert [p for p in (save / "models" / "wine_mlp").iterdir() if p.is_dir()] == runs
+def test_disk_full_during_predictions_leaves_no_csv(tmp_path, trained):
+    """test.py --predict onto a full disk: exit 1, one line naming the file and the cause, and
+    no predictions file, whole or partial, and no temporary file."""
+    checkpoint = next(trained.glob("models/digits_mlp/*/checkpoint-epoch1.pth"))
+    disk = small_disk(tmp_path / "disk", "64k")
+    try:
+        fill(disk)
+        r = run_script("test.py", "-r", checkpoint, "--predict", "--output",
+                       disk / "predictions.csv")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        line = one_error_line(r)
+        assert "predictions.csv" in line and "No space left on device" in line
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_disk_full_during_new_project_leaves_no_folder(tmp_path):
+    """new_project.py onto a disk too small for the skeleton: exit 1, one line naming the
+    folder and the cause, and nothing left on the disk."""
+    disk = small_disk(tmp_path / "disk", "64k")
+    try:
+        r = run_script("new_project.py", disk / "project")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        line = one_error_line(r)
+        assert str(disk / "project") in line and "No space left on device" in line
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)])

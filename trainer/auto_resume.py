@@ -25,7 +25,9 @@ from logger.logger import get_logger
 from trainer.parse_config import ConfigParser
 from trainer.resume_checks import differing_keys
 from utils import dist
-from utils.checkpoint import INTERRUPT_NAME, epoch_checkpoints, load_checkpoint
+from utils.best_model import repair_best
+from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, epoch_checkpoints, load_checkpoint
+from utils.checkpoint_arg import best_ahead
 from utils.errors import ConfigError, RunError
 from utils.run_config import config_hash, stored_hash
 from utils.run_lock import lock_run_folder
@@ -90,14 +92,15 @@ def newest_in(run_dir: Path) -> Candidate | None:
     """The run folder's checkpoint furthest into training (None when it has none)."""
     epochs = [p for _, p in reversed(epoch_checkpoints(run_dir))]
     interrupted = run_dir / INTERRUPT_NAME
+    ahead = [run_dir / BEST_NAME] if best_ahead(run_dir) else []  # written before the epoch's
     found = []
-    for path in ([interrupted] if interrupted.is_file() else []) + epochs:
+    for path in ([interrupted] if interrupted.is_file() else []) + ahead + epochs:
         candidate = _load(path)
         if candidate is None:
             continue
         found.append(candidate)
-        if path != interrupted:  # the highest readable epoch checkpoint: older ones lose
-            break
+        if path not in (interrupted, *ahead):  # the highest readable epoch checkpoint wins
+            break                              # over the older ones
     return max(found, key=lambda c: (c.progress, c.mtime), default=None)
 
 
@@ -169,6 +172,9 @@ def decide(config: ConfigParser) -> tuple[Candidate | None, str, bool]:
             False
     done = finished(chosen.ckpt, config.trainer)
     if done:
+        _, note = repair_best(chosen.path.parent)  # a finished run's model_best.pth too
+        if note:
+            get_logger().warning(note)
         return chosen, f"--resume auto: {config['name']} is finished ({done}, " \
                        f"{chosen.path}): nothing to train", True
     return chosen, f"--resume auto: resuming {chosen.describe()}", False

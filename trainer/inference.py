@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from logger.logger import get_logger
 from model.metric import ConfusionMatrix
 from trainer.averaging import pick_weights
 from trainer.class_weights import criterion_to
@@ -13,7 +14,9 @@ from trainer.parse_config import ConfigParser
 from trainer.trainer import evaluation_stats
 from trainer.weights import load_weights
 from utils import dist
-from utils.checkpoint_arg import resolve_checkpoint_arg
+from utils.best_model import repair_best
+from utils.checkpoint import BEST_NAME
+from utils.checkpoint_arg import resolve_checkpoint_arg, run_dir_of
 from utils.errors import ConfigError
 
 REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric can have
@@ -21,8 +24,20 @@ REPORT_COUNTS = " confusion"  # test.py's extra state: a key no config metric ca
 
 def best_of(checkpoint: Path) -> Path:
     """The checkpoint test.py evaluates for `-r checkpoint`: a run folder or `latest` pointer
-    stands for its model_best.pth (utils/checkpoint_arg.py); a file is itself."""
-    return resolve_checkpoint_arg(checkpoint, best=True)
+    stands for its model_best.pth (utils/checkpoint_arg.py); a file is itself. A run's
+    model_best.pth older than the epoch its newest checkpoint names best is repaired first
+    (utils/best_model.py)."""
+    run_dir = run_dir_of(checkpoint)
+    path = resolve_checkpoint_arg(checkpoint, best=True) if run_dir is None else None
+    if path is not None and path.name == BEST_NAME:
+        run_dir = path.parent
+    if run_dir is not None:
+        held, note = repair_best(run_dir)
+        if note:
+            get_logger().warning(note)
+        if held is not None:
+            return held
+    return path or resolve_checkpoint_arg(checkpoint, best=True)
 
 
 def trained_model(config: ConfigParser, weights: str | None = None) -> tuple[str, torch.nn.Module]:

@@ -15,8 +15,6 @@ existing <stem>_lr.<ext> is never replaced (checked before the test runs).
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 from pathlib import Path
@@ -32,8 +30,9 @@ from trainer.parse_config import ConfigParser
 from trainer.trainer import autocast, check_amp, to_device
 from utils import dist
 from utils.config_io import read_config_file
+from utils.csv_table import write_csv
 from utils.errors import ConfigError, RunError
-from utils.files import write_output
+from utils.files import write_figure, write_output
 
 START_LR, END_LR = 1e-7, 10.0
 SWEEP_STEPS = 200
@@ -100,13 +99,10 @@ def sweep(config: ConfigParser) -> tuple[list[float], list[float]]:
     return lrs, losses
 
 
-def write_csv(lrs: list[float], losses: list[float], smoothed: list[float], path: Path) -> None:
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    out.writerow(["step", "lr", "loss", "smoothed_loss"])
-    for step, row in enumerate(zip(lrs, losses, smoothed, strict=True), start=1):
-        out.writerow([step, *(repr(v) for v in row)])
-    write_output(buf.getvalue(), path)
+def lr_table(lrs: list[float], losses: list[float], smoothed: list[float]) -> list[list]:
+    """lr_find.csv's rows under step, lr, loss, smoothed_loss."""
+    return [[step, *(repr(v) for v in row)]
+            for step, row in enumerate(zip(lrs, losses, smoothed, strict=True), start=1)]
 
 
 def write_png(lrs: list[float], losses: list[float], smoothed: list[float], suggested: float,
@@ -128,10 +124,7 @@ def write_png(lrs: list[float], losses: list[float], smoothed: list[float], sugg
         ax.set_ylim(min(finite) * 0.9, min(max(finite), 2 * smoothed[0]) * 1.1)
     ax.legend()
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+    write_figure(fig, path, format="png")
 
 
 def applied_path(source: Path) -> Path:
@@ -198,7 +191,8 @@ def find_lr(args: Any) -> int:
     lrs, losses = sweep(config)
     smoothed = smooth(losses)
     suggested = float(f"{suggest(lrs, smoothed):.3g}")
-    write_csv(lrs, losses, smoothed, Path(CSV_NAME))
+    write_csv(Path(CSV_NAME), ["step", "lr", "loss", "smoothed_loss"],
+              lr_table(lrs, losses, smoothed))
     write_png(lrs, losses, smoothed, suggested, Path(PNG_NAME))
     print(f"lr range test: {len(lrs)} steps, lr {lrs[0]:.3g} to {lrs[-1]:.3g}"
           + (" (stopped: the loss diverged)" if len(lrs) < SWEEP_STEPS else ""))

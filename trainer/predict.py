@@ -10,7 +10,6 @@ of every class; regression writes the output values.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import torch
 
 from logger.class_report import is_classification
 from trainer.trainer import eval_batches
-from utils.csv_table import cell_place, is_number_text, parse_number, read_rows
-from utils.errors import ConfigError, RunError
+from utils.csv_table import cell_place, is_number_text, parse_number, read_rows, write_csv
+from utils.errors import ConfigError
 
 BATCH_SIZE = 1024
 
@@ -121,17 +120,6 @@ def _target_cells(target: torch.Tensor, classification: bool) -> tuple[list[str]
         return ["target"], [[int(t)] for t in target.tolist()]
     values = _flat(target.double())
     return _columns("target", values.shape[1]), [[f"{v:.8g}" for v in r] for r in values.tolist()]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e}") from None
 
 
 # ---------------------------------------------------------------- the two cases

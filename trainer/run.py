@@ -25,7 +25,7 @@ from trainer.inference import best_of, test_split_loader, test_split_metrics, tr
 from trainer.parse_config import ConfigParser
 from trainer.predict import predict
 from trainer.resume_checks import check_resume, check_weights_fit
-from trainer.run_folder import RunFolder, create_run_folder
+from trainer.run_folder import RunFolder, create_run_folder, repair_own_best
 from trainer.summary import summarize_on_loader
 from trainer.trainer import PassStop, Trainer, check_amp
 from utils import dist
@@ -61,6 +61,8 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         return 0
     check_resume(config, parts.data_loader)
     check_weights_fit(config, parts.model)
+    if dist.is_main():
+        repair_own_best(config)
     if nothing_to_train(config):
         return 0
     summary = summarize_on_loader(parts.model, parts.data_loader, config["arch"]["type"])

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from logger.logger import get_logger
 from trainer.parse_config import ConfigParser
-from utils.checkpoint import epoch_checkpoints
+from utils.best_model import repair_best
+from utils.checkpoint import BEST_NAME, epoch_checkpoints
+from utils.checkpoint_arg import best_ahead
 from utils.errors import RunError
 from utils.files import remove_stale_temporaries, write_json
 from utils.run_lock import lock_run_folder, unlock_run_folder
@@ -52,7 +55,20 @@ def resumable_run_dir(config: ConfigParser) -> Path | None:
     epoch = config.checkpoint["epoch"]
     if any(n > epoch for n, _ in epoch_checkpoints(run_dir)):
         return None
+    if config.resume.name != BEST_NAME and best_ahead(run_dir):
+        return None
     return run_dir
+
+
+def repair_own_best(config: ConfigParser) -> None:
+    """An exact resume in its own run folder, a finished run's included, first repairs the
+    folder's model_best.pth when it is older than the epoch the newest checkpoint's history
+    names best (utils/best_model.py)."""
+    run_dir = own_run_dir(config)
+    if run_dir is not None:
+        _, note = repair_best(run_dir)
+        if note:
+            get_logger().warning(note)
 
 
 def create_run_folder(config: ConfigParser) -> RunFolder:

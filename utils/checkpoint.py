@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import random
 import re
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -30,6 +32,9 @@ BEST_NAME = "model_best.pth"
 INTERRUPT_NAME = "checkpoint-interrupted.pth"
 NOT_OURS = "not a checkpoint this project wrote"
 _EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.pth")
+MAX_EXPANSION = 10  # a checkpoint's entries may claim at most this times its size uncompressed
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 # ---------------------------------------------------------------- names in a run folder
@@ -76,15 +81,52 @@ def save_atomic(obj: Any, *paths: str | Path) -> None:
                            f"checkpoints saved before it are intact)") from None
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint written by this project, or raise ConfigError saying why not."""
-    path = Path(path)
+def special_file(path: Path) -> str | None:
+    """What `path` is when it exists but is neither a regular file nor a folder ('a FIFO
+    (named pipe)', 'a link to /dev/zero, a character device'); None otherwise. Nothing is
+    opened, so a FIFO never blocks."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # missing, or a link to nothing
+    if mode is not None and (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return None
+    kind = None if mode is None else next(
+        (name for is_kind, name in _SPECIAL_KINDS if is_kind(mode)), "not a regular file")
+    if not os.path.islink(path):
+        return kind
+    return f"a link to {os.readlink(path)}, " + (kind or "which does not exist")
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """ConfigError unless `path` is a regular file whose zip entries (torch.save writes a zip
+    and stores its entries uncompressed) claim at most MAX_EXPANSION times its size: checked
+    on the zip's central directory, before anything is decompressed or loaded."""
     if path.is_dir():
         inside = path / BEST_NAME if (path / BEST_NAME).is_file() else latest_epoch_checkpoint(path)
         hint = f"give a checkpoint file, e.g. {inside}" if inside else "it holds no checkpoint"
         raise ConfigError(f"{path} is a folder, not a checkpoint: {hint}")
+    kind = special_file(path)
+    if kind is not None:
+        raise ConfigError(f"{path} is {kind}, not a regular file: give a checkpoint file")
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            claimed = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip: torch.load says what it is (and it holds nothing compressed)
+    if claimed > MAX_EXPANSION * max(size, 1):
+        raise ConfigError(f"{path}: {NOT_OURS}: refused to load it, as its entries claim "
+                          f"{claimed:,} bytes uncompressed, more than {MAX_EXPANSION}x the "
+                          f"file's {size:,} bytes (torch.save stores them uncompressed)")
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint written by this project, or raise ConfigError saying why not."""
+    path = Path(path)
+    check_checkpoint_file(path)
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols are not for users
             warnings.simplefilter("ignore")

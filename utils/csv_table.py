@@ -2,14 +2,18 @@
 
 One owner for training tables (data_loader/csv_file.py) and the features
 given to `test.py --predict FILE` (trainer/predict.py). Errors are ValueError
-with the reason; callers add the config key or turn them into ConfigError.
+with the reason; callers add the config key or turn them into ConfigError. The CSV files
+the project writes go through write_csv (atomic, never through a link).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
+
+from utils.files import write_output
 
 
 def read_rows(path: Path, delimiter: str = ",") -> list[tuple[int, list[str]]]:
@@ -48,3 +52,18 @@ def parse_number(cell: str, where: str) -> float:
 def cell_place(path: Path, row: int, line: int, column: str) -> str:
     """'data.csv: row 3 (line 4), column 'rainfall'' for error messages."""
     return f"{path}: row {row} (line {line}), column {column}"
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """A header row and rows as CSV text (one '\\n' per row)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """A CSV file written as utils.files.write_output() writes: atomically, never through a
+    link, nothing partial left on failure (RunError naming the file)."""
+    write_output(csv_text(header, rows), path)
