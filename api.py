@@ -27,11 +27,11 @@ import torch
 
 from base.base_trainer import Interrupted
 from logger.logger import close_logging
-from trainer.export import model_from_safetensors
-from trainer.inference import best_of, test_split_loader, test_split_metrics, trained_model
-from trainer.parse_config import ConfigParser
-from trainer.predict import model_outputs
-from trainer.run import train as run_training
+from trainer.config.parse_config import ConfigParser
+from trainer.inference.export import model_from_safetensors
+from trainer.inference.predict import model_outputs
+from trainer.inference.testing import best_of, test_split_loader, test_split_metrics, trained_model
+from trainer.run.training import train as run_training
 from utils import dist
 from utils.config_io import load_config_file
 from utils.errors import ConfigError, RunError

@@ -5,7 +5,7 @@ each: the MLP and the scikit-learn data loaders), train.py, test.py, config/exam
 tests for the skeleton, pyproject.toml, .gitignore and a README with the quick start.
 sweep/, docs/, benchmarks/ and api.py come only with --with. Modules are chosen by
 following the imports of what is copied, so the copy imports whatever its files need; without
-sweep/, train.py's and test.py's sweep imports point at trainer/without_sweep.py (plain runs
+sweep/, train.py's and test.py's sweep imports point at trainer/run/without_sweep.py (plain runs
 work, sweep options are a one-line error). docs/new_project.md has the details.
 """
 
@@ -31,7 +31,7 @@ FILES = (".gitignore", "saved/.gitkeep", "tests/conftest.py", "tests/test_layers
 EXTRAS = {"sweep": ("sweep", "config/sweeps"), "docs": ("docs",),
           "benchmarks": ("benchmarks",), "api": ("api.py",)}
 SWEEP_IMPORT = re.compile(r"^(\s*)from sweep(?:\.\w+)* import ", re.MULTILINE)
-STUB = "from trainer.without_sweep import "
+STUB = "from trainer.run.without_sweep import "
 
 README = """# {name}
 
@@ -179,7 +179,7 @@ def selection(extras: list[str]) -> tuple[list[str], list[str]]:
 
 
 def without_sweep(text: str) -> str:
-    """train.py or test.py with its sweep imports pointed at trainer/without_sweep.py."""
+    """train.py or test.py with its sweep imports pointed at trainer/run/without_sweep.py."""
     return SWEEP_IMPORT.sub(lambda m: m.group(1) + STUB, text)
 
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
     try:  # the one deferred block: --help and usage errors stay light
         from sweep.fold_test import is_sweep_folder, test_sweep
-        from trainer.run import test
+        from trainer.run.training import test
         from utils import dist
         from utils.errors import ConfigError, RunError, report
     except ModuleNotFoundError as e:

@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         from logger.logger import close_logging
         from sweep.runner import run_sweep
         from sweep.spec import load_sweep
-        from trainer.auto_resume import take_auto
-        from trainer.json_schema import schema_text
-        from trainer.lr_finder import find_lr
-        from trainer.parse_config import ConfigParser
-        from trainer.run import train
+        from trainer.config.json_schema import schema_text
+        from trainer.config.parse_config import ConfigParser
+        from trainer.run.auto_resume import take_auto
+        from trainer.run.lr_finder import find_lr
+        from trainer.run.training import train
         from utils import dist
         from utils.config_io import dump_config
         from utils.errors import ConfigError, RunError, report

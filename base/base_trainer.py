@@ -64,8 +64,8 @@ class Interrupted(Exception):
 class BaseTrainer(ABC):
     """Owns the state a checkpoint holds; a subclass trains one epoch (`_train_epoch`).
 
-    `config` is the parsed config (trainer/parse_config.py), `run_folder`
-    where checkpoints and logs go (trainer/run_folder.py).
+    `config` is the parsed config (trainer/config/parse_config.py), `run_folder`
+    where checkpoints and logs go (trainer/run/run_folder.py).
     """
 
     def __init__(self, model: torch.nn.Module, criterion: Any, metrics: dict,
@@ -351,7 +351,7 @@ class BaseTrainer(ABC):
         for row in history_rows(ckpt):
             self._add_history(row)
         partial = ckpt.get("partial_epoch")
-        if partial:  # its data order was checked up front (trainer/resume_checks.py)
+        if partial:  # its data order was checked up front (trainer/run/resume_checks.py)
             self.start_batch = partial["batches_done"]
             self.validating = bool(partial.get("validating"))
             self.epoch_lr = partial.get("lr")

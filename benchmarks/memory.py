@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from benchmarks.plain_loop import plain_train_epoch  # noqa: E402
-from trainer.parse_config import ConfigParser, validate_config  # noqa: E402
+from trainer.config.parse_config import ConfigParser, validate_config  # noqa: E402
 from utils.files import write_json  # noqa: E402
 
 FEATURES, HIDDEN, BATCH = 50, 256, 512

@@ -19,7 +19,7 @@ from utils.errors import RunError
 def cross_entropy(output: torch.Tensor, target: torch.Tensor, reduction: str = "mean",
                   label_smoothing: float = 0.0,
                   weight: torch.Tensor | None = None) -> torch.Tensor:
-    """`weight`: one per class (config: a list, or auto; trainer/class_weights.py)."""
+    """`weight`: one per class (config: a list, or auto; trainer/config/class_weights.py)."""
     return F.cross_entropy(output, target, weight=weight, reduction=reduction,
                            label_smoothing=label_smoothing)
 

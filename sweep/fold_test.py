@@ -17,10 +17,10 @@ import torch
 from logger.class_report import is_classification
 from sweep.records import best_checkpoint, trial_run_dir
 from sweep.replicates import REPLICATE_KEYS, mean_std
-from trainer.parse_config import ConfigParser
-from trainer.predict import collect_outputs
-from trainer.trainer import evaluation_stats
-from trainer.weights import load_weights
+from trainer.config.parse_config import ConfigParser
+from trainer.inference.predict import collect_outputs
+from trainer.inference.weights import load_weights
+from trainer.loop.trainer import evaluation_stats
 from utils.errors import ConfigError
 from utils.files import read_json, write_json
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sweep.definition import Param, Sweep, Trial, config_key, describe
-from trainer.parse_config import ConfigParser, has_validation, validate_config
+from trainer.config.parse_config import ConfigParser, has_validation, validate_config
 from utils.config_compose import resolve_interpolations
 from utils.config_io import set_by_path
 from utils.errors import ConfigError, did_you_mean

@@ -42,7 +42,7 @@ from sweep.definition import (
 )
 from sweep.plan import check_metric, check_optuna_space, plan_trials
 from sweep.replicates import replicate_params
-from trainer.parse_config import validate_config
+from trainer.config.parse_config import validate_config
 from utils.config_compose import resolve_interpolations
 from utils.config_io import (
     apply_overrides,

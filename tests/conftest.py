@@ -110,7 +110,7 @@ def digits_run(tmp_path_factory) -> Path:
 
 def load_config(path: Path, overrides: list[str] | None = None) -> dict:
     """The validated config of a file plus overrides, as train.py reads it."""
-    from trainer.parse_config import validate_config
+    from trainer.config.parse_config import validate_config
     from utils.config_io import apply_overrides, load_config_file
 
     return validate_config(apply_overrides(load_config_file(path), overrides or []))[0]

@@ -60,14 +60,14 @@ def test_predict_equals_load_and_forward(run_dir):
 
 
 def _loader(run_dir):
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     return ConfigParser.from_checkpoint(run_dir / "model_best.pth").build_data_loader(
         training=False)
 
 
 def test_load_a_safetensors_export(run_dir, tmp_path):
-    from trainer.export import export_model
+    from trainer.inference.export import export_model
 
     model, config = api.load(run_dir)
     x = raw_test_features(run_dir)

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO, assert_same_weights, load, only_run, read_json, run_script, train
 from test_resume import rows_without_seconds, start, wait_for
 
-from trainer.averaging import EMA
+from trainer.callbacks.averaging import EMA
 
 DIGITS = REPO / "config/digits_mlp.yaml"
 EMA_ON = ["+trainer.ema={decay: 0.9, every: 1}"]

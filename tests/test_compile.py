@@ -21,7 +21,7 @@ from conftest import (
 )
 
 from model.model import MLP
-from trainer.compiling import validate_compile
+from trainer.run.compiling import validate_compile
 from utils.errors import ConfigError
 
 DIGITS = REPO / "config/digits_mlp.yaml"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO, load_config, only_run, read_json, run_script, train
 
-from trainer.json_schema import build_schema
+from trainer.config.json_schema import build_schema
 from utils.config_io import apply_overrides, load_config_file
 
 jsonschema = pytest.importorskip("jsonschema")  # the dev extra; not among the core floors

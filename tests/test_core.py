@@ -193,7 +193,7 @@ def test_splits_are_disjoint_and_fixed():
 
 def test_epoch_metrics_are_exact_over_uneven_batches():
     from model.metric import Accuracy, TopKAccuracy
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
 
     torch.manual_seed(0)
     out, tgt = torch.randn(69, 10), torch.randint(0, 10, (69,))

@@ -110,7 +110,7 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 def single_process_evaluation(ckpt_path: Path, split: str, amp: str = "off") -> dict:
     """The checkpoint's model evaluated in this process on its 'valid' or 'test' split."""
     from trainer import evaluate
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
     from utils.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
@@ -223,7 +223,7 @@ def one_step_reference(tmp_path_factory):
 
 
 def initial_weights() -> dict:
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     config = ConfigParser(load_config(DIGITS, ONE_STEP), str(DIGITS))
     return config.build_all().model.state_dict()

@@ -44,7 +44,7 @@ def lstm_ckpt(tmp_path_factory) -> Path:
 
 def split_inputs(ckpt: Path) -> list[tuple]:
     """The raw inputs of every test batch, in the order test.py --predict wrote them."""
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     loader = ConfigParser.from_checkpoint(ckpt).build_data_loader(training=False)
     return [tuple(batch)[:-1] for batch in loader]
@@ -65,7 +65,7 @@ def runner(path: Path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from trainer.parse_config import ConfigParser, validate_config
+    from trainer.config.parse_config import ConfigParser, validate_config
 
     with safe_open(str(path), framework="pt") as f:  # the config travels in the metadata
         config, _ = validate_config(json.loads(f.metadata()["config"]))

@@ -106,7 +106,7 @@ def test_three_folds_summary_is_mean_and_sample_std_of_the_folds(unbroken):
 
 
 def test_test_py_on_the_fold_folder_reports_mean_std_and_the_ensemble(unbroken, tmp_path):
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     out = tmp_path / "folds_test.json"
     result = run_script("test.py", "-r", unbroken, "--output", out)

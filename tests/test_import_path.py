@@ -18,8 +18,8 @@ from conftest import (
     train,
 )
 
-from trainer.parse_config import validate_config
-from trainer.schedulers import resolve_auto
+from trainer.config.parse_config import validate_config
+from trainer.config.schedulers import resolve_auto
 from utils.config_io import apply_overrides
 from utils.errors import ConfigError
 

@@ -10,7 +10,7 @@ from conftest import REPO, assert_same_weights, load, only_run, read_csv, train
 from test_resume import rows_without_seconds, start, wait_for
 
 from data_loader.data_loaders import DigitsDataLoader
-from trainer.iteration import epoch_batches
+from trainer.loop.iteration import epoch_batches
 
 DIGITS = REPO / "config/digits_mlp.json"
 # no scheduler, no dropout: the weights depend only on the sequence of batches

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO, read_csv, run_script
 
-from trainer.lr_finder import (
+from trainer.run.lr_finder import (
     END_LR,
     START_LR,
     SWEEP_STEPS,

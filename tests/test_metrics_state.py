@@ -46,7 +46,7 @@ def random_data(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 def streamed(names: list[str], output: torch.Tensor, target: torch.Tensor,
              batch: int) -> dict[str, float]:
     from model import METRICS
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
 
     stats = EpochStats({n: METRICS.get(n)() for n in names})
     for o, t in zip(output.split(batch), target.split(batch)):  # the last batch is smaller
@@ -90,7 +90,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import torch.distributed as tdist
     sys.path.insert(0, {repo!r})
     from model import METRICS
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
     from utils import dist
 
     sent = []
@@ -188,7 +188,7 @@ def test_user_state_metric_and_plain_function_metric_through_train_py(tmp_path):
 
 def test_test_py_reads_each_test_batch_once(tmp_path, monkeypatch):
     from data_loader.datasets import TensorDataset
-    from trainer.run import test
+    from trainer.run.training import test
 
     save = tmp_path / "saved"
     assert train("-c", REPO / "config/digits_mlp.json", "trainer.epochs=1",
@@ -209,7 +209,7 @@ def test_test_py_reads_each_test_batch_once(tmp_path, monkeypatch):
 
 
 def test_mid_epoch_checkpoint_holds_metric_state_not_outputs(tmp_path):
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
 
     config = load_config(REPO / "config/digits_mlp.json")
     assert config["metrics"] == ["accuracy", "top_k_acc"]
@@ -230,7 +230,7 @@ def test_mid_epoch_checkpoint_holds_metric_state_not_outputs(tmp_path):
 def test_torchmetrics_metric_is_accepted_and_checkpointed():
     torchmetrics = pytest.importorskip("torchmetrics")
     from base.base_metric import TorchmetricsMetric
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
 
     output, target = random_data(3)["classification"]
     metric = TorchmetricsMetric(torchmetrics.classification.MulticlassAccuracy(

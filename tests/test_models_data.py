@@ -101,7 +101,7 @@ def wine_frozen_run(tmp_path_factory):
 
 def test_frozen_parameters_unchanged_after_training(wine_frozen_run):
     """A real run: frozen weights stay at their initial values; the others train."""
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     first = load(wine_frozen_run / "checkpoint-epoch1.pth")
     last = load(wine_frozen_run / "checkpoint-epoch2.pth")
@@ -283,7 +283,7 @@ def test_regression_metrics_equal_sklearn():
 
 def test_epoch_metrics_over_batches_equal_sklearn_on_all_predictions():
     from model import METRICS
-    from trainer.epoch_stats import EpochStats
+    from trainer.loop.epoch_stats import EpochStats
 
     g = torch.Generator().manual_seed(1)
     out, tgt = torch.randn(101, 6, generator=g), torch.randint(0, 6, (101,), generator=g)
@@ -333,7 +333,7 @@ def test_sklearn_sets_load_offline_with_their_dtypes(name, n, features, task):
 def test_unknown_sklearn_set_is_a_config_error():
     """The component says why (ArgError, a ValueError); the builder names the key."""
     from data_loader.data_loaders import SklearnDataLoader
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     with pytest.raises(ValueError, match="unknown data set 'wines'; did you mean 'wine'"):
         SklearnDataLoader("wines")
@@ -424,7 +424,7 @@ def test_csv_loader_reads_features_and_targets(tmp_path):
 def test_csv_problems_are_config_errors(tmp_path, text, args, message):
     """The loader says what is wrong (ValueError); building it from a config names the key."""
     from data_loader.data_loaders import CsvDataLoader
-    from trainer.parse_config import ConfigParser
+    from trainer.config.parse_config import ConfigParser
 
     path = write(tmp_path / "bad.csv", text)
     with pytest.raises(ValueError):

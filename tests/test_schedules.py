@@ -119,7 +119,7 @@ STOPPER = """
 import os, signal, sys
 sys.path.insert(0, os.getcwd())
 import train
-from trainer.trainer import Trainer
+from trainer.loop.trainer import Trainer
 stop_at, seen, step = int(os.environ["STOP_AT"]), [0], Trainer._train_step
 def stopping_step(self, *args):
     out = step(self, *args)
@@ -205,7 +205,7 @@ WINE = REPO / "config/wine_mlp.yaml"
 
 def test_class_weights_auto_follow_the_formula_and_wrong_length_is_an_error(save_dir):
     from data_loader.data_loaders import SklearnDataLoader
-    from trainer.class_weights import resolved_loss
+    from trainer.config.class_weights import resolved_loss
 
     loader = SklearnDataLoader("wine", validation_split=0.15, test_split=0.25)
     labels = loader.dataset.tensors[1][loader.train_indices].tolist()

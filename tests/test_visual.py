@@ -199,7 +199,7 @@ def test_plot_bad_paths_are_clear_errors(tmp_path, capsys):
 
 def test_summary_counts_trainable_and_frozen_parameters():
     from model.model import MLP
-    from trainer.summary import summarize
+    from trainer.run.summary import summarize
 
     model = MLP(64, 10, hidden=32, depth=2, batch_norm=True, dropout=0.1)
     for p in model.hidden[0].parameters():

@@ -1,7 +1,7 @@
 """Config files (JSON and YAML) and command-line overrides (Hydra's KEY=V, +KEY=V, ++KEY=V, ~KEY).
 
 Reading errors name the file, line and column; validation against the
-components happens later, in trainer/parse_config.py.
+components happens later, in trainer/config/parse_config.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CSV files read row by row, with errors that say where: file, row (and line), column.
 
 One owner for training tables (data_loader/csv_file.py) and the features
-given to `test.py --predict FILE` (trainer/predict.py). Errors are ValueError
+given to `test.py --predict FILE` (trainer/inference/predict.py). Errors are ValueError
 with the reason; callers add the config key or turn them into ConfigError. The CSV files
 the project writes go through write_csv (atomic, never through a link).
 """

@@ -22,7 +22,7 @@ class ArgError(ValueError):
     """A component (model, data loader, loss, metric) rejects one of its arguments.
 
     Components raise it (or a plain ValueError) with the reason; the builder in
-    trainer/parse_config.py adds the config key path, e.g. `data_loader.args`
+    trainer/config/parse_config.py adds the config key path, e.g. `data_loader.args`
     + `dataset` -> `data_loader.args.dataset: ...`, and raises ConfigError.
     """
 

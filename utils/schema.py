@@ -1,7 +1,7 @@
 """The config schema's constants and the generic checks that validation is made of.
 
 Everything here is plain data and plain Python: the component-aware
-validation that uses it lives in trainer/parse_config.py.
+validation that uses it lives in trainer/config/parse_config.py.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ _EXPECTED = {"integer": "an integer", "number": "a number", "boolean": "true or 
 def value_kind(param: inspect.Parameter) -> str | None:
     """The JSON type an argument must have ('integer', 'number', 'boolean', 'string'), from
     its annotation or else its default; None when neither says (anything goes). The config
-    check and the JSON Schema (trainer/json_schema.py) both follow it."""
+    check and the JSON Schema (trainer/config/json_schema.py) both follow it."""
     ann, default = param.annotation, param.default
     for kind, name in _KINDS.items():
         if ann in (kind, kind.__name__):

@@ -1,5 +1,5 @@
 """Validation of the components a config names: data loader, optimizer, lr_scheduler, loss
-and metrics (trainer/parse_config.py validates the rest and builds them all).
+and metrics (trainer/config/parse_config.py validates the rest and builds them all).
 
 Every `type` is resolved through its registry or utils/schema.torch_class with the
 config's `trust` (utils/registry.py): a config read back from a file picks only
@@ -14,10 +14,10 @@ import torch
 
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS
-from trainer.class_weights import validate_weight
-from trainer.config_checks import check_tuple_args
-from trainer.loader_options import LOADER_OPTIONS, validate_loader_options
-from trainer.schedulers import validate_scheduler
+from trainer.config.class_weights import validate_weight
+from trainer.config.config_checks import check_tuple_args
+from trainer.config.loader_options import LOADER_OPTIONS, validate_loader_options
+from trainer.config.schedulers import validate_scheduler
 from utils.errors import ConfigError
 from utils.registry import TRUSTED, Trust
 from utils.schema import (

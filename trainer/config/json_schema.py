@@ -4,7 +4,7 @@
 which config/*.yaml name on their first line so that editors with a YAML language server
 complete keys, registered names and arguments (docs/config.md, Editor support).
 
-The schema follows the config check (trainer/parse_config.py) and is never stricter than
+The schema follows the config check (trainer/config/parse_config.py) and is never stricter than
 it: argument types come from utils.schema.value_kind, which the check uses too. It checks
 names, types and values; required keys it leaves to train.py only where `_base_` may
 supply them (a file with `_base_` need not be complete on its own).
@@ -24,9 +24,9 @@ from torch.optim import lr_scheduler
 
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
-from trainer.averaging import EMA_DEFAULTS
-from trainer.loader_options import LOADER_OPTIONS
-from trainer.schedulers import AUTO, AUTO_ARGS, INTERVALS, NESTED, SCHEDULER_BASES
+from trainer.callbacks.averaging import EMA_DEFAULTS
+from trainer.config.loader_options import LOADER_OPTIONS
+from trainer.config.schedulers import AUTO, AUTO_ARGS, INTERVALS, NESTED, SCHEDULER_BASES
 from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,

@@ -4,7 +4,7 @@
       compile: false             # true, or torch.compile's keyword arguments:
                                  #   {backend: inductor, mode: max-autotune, fullgraph: false, ...}
 
-Only the training process wraps the model (trainer/run.py); everything that
+Only the training process wraps the model (trainer/run/training.py); everything that
 reads or writes weights goes through the plain module (BaseTrainer.plain_model),
 so checkpoints hold its state_dict without torch.compile's `_orig_mod.` prefix:
 they load strictly into an uncompiled model, and a run may be resumed with

@@ -8,11 +8,11 @@ import torch
 
 from logger.logger import get_logger
 from model.metric import ConfusionMatrix
-from trainer.averaging import pick_weights
-from trainer.class_weights import criterion_to
-from trainer.parse_config import ConfigParser
-from trainer.trainer import evaluation_stats
-from trainer.weights import load_weights
+from trainer.callbacks.averaging import pick_weights
+from trainer.config.class_weights import criterion_to
+from trainer.config.parse_config import ConfigParser
+from trainer.inference.weights import load_weights
+from trainer.loop.trainer import evaluation_stats
 from utils import dist
 from utils.best_model import repair_best
 from utils.checkpoint import BEST_NAME
@@ -64,7 +64,7 @@ def test_split_metrics(config: ConfigParser, model: torch.nn.Module, data_loader
                        ) -> tuple[dict[str, float], torch.Tensor] | None:
     """({loss and each configured metric}, the confusion counts) over the test split; one
     pass, sharded across ranks under torchrun (every rank gets the whole split's numbers).
-    None when `stop` (trainer.trainer.PassStop) ended the pass early."""
+    None when `stop` (trainer/loop/trainer.py PassStop) ended the pass early."""
     dist.shard_loaders(data_loader)
     metrics = {**config.build_metrics(), REPORT_COUNTS: ConfusionMatrix()}
     criterion = criterion_to(config.build_criterion(), device)

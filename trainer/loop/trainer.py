@@ -12,9 +12,9 @@ from tqdm import tqdm
 from base import BaseTrainer
 from base.base_trainer import DIST_STOP_CHECK_EVERY, StopTraining
 from logger.console import Heartbeat
-from trainer.averaging import build_averagers, validation_model
-from trainer.epoch_stats import EpochStats
-from trainer.iteration import epoch_batches, epoch_length, reached
+from trainer.callbacks.averaging import build_averagers, validation_model
+from trainer.loop.epoch_stats import EpochStats
+from trainer.loop.iteration import epoch_batches, epoch_length, reached
 from utils import dist
 from utils.errors import ConfigError
 

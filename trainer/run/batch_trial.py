@@ -1,6 +1,6 @@
 """The loss and the metrics tried on one batch of model output before anything is written.
 
-The model is already run on the first batch for its summary (trainer/summary.py); a loss
+The model is already run on the first batch for its summary (trainer/run/summary.py); a loss
 that cannot take that output and target (MarginRankingLoss wants three tensors, CTCLoss four,
 mse_loss floats of the output's shape) would otherwise fail inside the first training step,
 with a traceback and a run folder left behind. Here it is one ConfigError naming the key
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trainer.summary import describe_shape
+from trainer.run.summary import describe_shape
 from utils.checkpoint import capture_rng_state, restore_rng_state
 from utils.errors import ConfigError, RunError
 from utils.schema import component_spec

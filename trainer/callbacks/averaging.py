@@ -1,5 +1,5 @@
 """Averaged weights: an exponential moving average (trainer.ema) of the model; the
-average of trainer.swa is in trainer/swa.py, with the same interface.
+average of trainer.swa is in trainer/callbacks/swa.py, with the same interface.
 
 The average is torch.optim.swa_utils.AveragedModel with get_ema_multi_avg_fn and
 use_buffers=True, as AveragedModel documents for models with BatchNorm: the
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from trainer.swa import SWA
+from trainer.callbacks.swa import SWA
 from utils.errors import ConfigError
 from utils.schema import expect, is_int, is_number, option_mapping
 
@@ -49,7 +49,7 @@ class EMA:
     """The moving average of a model's weights and buffers, updated after optimizer steps."""
 
     prefix = "ema"
-    owns_lr = False  # the lr stays the configured scheduler's (trainer/swa.py takes it over)
+    owns_lr = False  # the scheduler keeps the lr (swa.py takes it over)
 
     def __init__(self, model: torch.nn.Module, decay: float, every: int = 1,
                  validate: bool = True):

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import torch
 
-from trainer.parse_config import ConfigParser
-from trainer.weights import load_weights
+from trainer.config.parse_config import ConfigParser
+from trainer.inference.weights import load_weights
 from utils.errors import ConfigError, RunError
 from utils.files import process_umask
 

@@ -27,20 +27,20 @@ from data_loader import DATA_LOADERS
 from logger.mlflow_reach import stored_uri_warnings, without_stored_uri
 from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
-from trainer.averaging import validate_ema
-from trainer.class_weights import criterion_args, resolved_loss
-from trainer.compiling import validate_compile
-from trainer.component_checks import (
+from trainer.callbacks.averaging import validate_ema
+from trainer.callbacks.swa import validate_swa
+from trainer.config.class_weights import criterion_args, resolved_loss
+from trainer.config.component_checks import (
     INT64,
     has_validation,
     validate_data_loader,
     validate_metrics,
     validate_optimization,
 )
-from trainer.config_checks import build_sized_model, check_name, check_save_dir
-from trainer.loader_options import LOADER_OPTIONS, apply_loader_options
-from trainer.schedulers import build_scheduler, resolved_section
-from trainer.swa import validate_swa
+from trainer.config.config_checks import build_sized_model, check_name, check_save_dir
+from trainer.config.loader_options import LOADER_OPTIONS, apply_loader_options
+from trainer.config.schedulers import build_scheduler, resolved_section
+from trainer.run.compiling import validate_compile
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from logger.logger import get_logger
-from trainer.parse_config import ConfigParser
+from trainer.config.parse_config import ConfigParser
 from utils.best_model import repair_best
 from utils.checkpoint import BEST_NAME, epoch_checkpoints
 from utils.checkpoint_arg import best_ahead

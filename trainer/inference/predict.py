@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from logger.class_report import is_classification
-from trainer.trainer import eval_batches
+from trainer.loop.trainer import eval_batches
 from utils.csv_table import cell_place, is_number_text, parse_number, read_rows, write_csv
 from utils.errors import ConfigError
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from logger.logger import get_logger
-from trainer.parse_config import ConfigParser
-from trainer.resume_checks import differing_keys
+from trainer.config.parse_config import ConfigParser
+from trainer.run.resume_checks import differing_keys
 from utils import dist
 from utils.best_model import repair_best
 from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, epoch_checkpoints, load_checkpoint

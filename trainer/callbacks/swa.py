@@ -12,7 +12,7 @@ trainer.max_steps) the average's BatchNorm statistics are recomputed with one
 pass over the training loader (update_bn), the random generators put back as
 they were, so a run trained further later stays the run trained straight.
 
-An averager like trainer/averaging.py's EMA: `state()` goes into every
+An averager like trainer/callbacks/averaging.py's EMA: `state()` goes into every
 checkpoint (`swa_state_dict` once averaging has started, `swa_steps`, and
 `swa_scheduler_state_dict`, SWALR's plain state), `load(ckpt)` restores it
 exactly, so a resume (mid-epoch included) continues the same average and lr.

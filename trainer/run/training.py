@@ -16,18 +16,18 @@ from logger.class_report import write_test_report
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers
-from trainer.auto_resume import apply_auto_resume
-from trainer.batch_trial import trial_batch
-from trainer.class_weights import criterion_to
-from trainer.compiling import check_compile, compile_model
-from trainer.export import check_export_target, export_test_batch
-from trainer.inference import best_of, test_split_loader, test_split_metrics, trained_model
-from trainer.parse_config import ConfigParser
-from trainer.predict import predict
-from trainer.resume_checks import check_resume, check_weights_fit
-from trainer.run_folder import RunFolder, create_run_folder, repair_own_best
-from trainer.summary import summarize_on_loader
-from trainer.trainer import PassStop, Trainer, check_amp
+from trainer.config.class_weights import criterion_to
+from trainer.config.parse_config import ConfigParser
+from trainer.inference.export import check_export_target, export_test_batch
+from trainer.inference.predict import predict
+from trainer.inference.testing import best_of, test_split_loader, test_split_metrics, trained_model
+from trainer.loop.trainer import PassStop, Trainer, check_amp
+from trainer.run.auto_resume import apply_auto_resume
+from trainer.run.batch_trial import trial_batch
+from trainer.run.compiling import check_compile, compile_model
+from trainer.run.resume_checks import check_resume, check_weights_fit
+from trainer.run.run_folder import RunFolder, create_run_folder, repair_own_best
+from trainer.run.summary import summarize_on_loader
 from utils import dist
 from utils.checkpoint import BEST_NAME
 from utils.checkpoint_arg import newest_checkpoint
@@ -39,7 +39,7 @@ from utils.signals import exit_code, signal_name, stop_signals_handled
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
           auto_resume: bool = False) -> int:
     """Train `config` (new run, exact resume or fine-tune); the process exit code.
-    `auto_resume`: --resume auto (trainer/auto_resume.py) picks the checkpoint."""
+    `auto_resume`: --resume auto (trainer/run/auto_resume.py) picks the checkpoint."""
     logger = setup_logging(config.trainer["verbosity"])
     device, device_ids = dist.setup_device(config["n_gpu"])
     dist.quiet_unless_main(logger)
@@ -187,7 +187,7 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
     `predict_input`: '' for the test split, else a CSV file); the process exit code.
     A run folder or `latest` pointer stands for its model_best.pth. `weights`: raw, ema or
     swa (None: the weights the run monitored). `export`: write the model to that file instead
-    (trainer/export.py; an existing one only with `force`). The checkpoint's config is data
+    (trainer/inference/export.py; an existing one only with `force`). The config is data
     unless `trust_config` (--trust-config)."""
     if export is not None:
         check_export_target(export, force)

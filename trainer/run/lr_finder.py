@@ -24,10 +24,10 @@ import numpy as np
 import yaml
 
 from logger.logger import setup_logging
-from trainer.class_weights import criterion_to
-from trainer.iteration import epoch_batches
-from trainer.parse_config import ConfigParser
-from trainer.trainer import autocast, check_amp, to_device
+from trainer.config.class_weights import criterion_to
+from trainer.config.parse_config import ConfigParser
+from trainer.loop.iteration import epoch_batches
+from trainer.loop.trainer import autocast, check_amp, to_device
 from utils import dist
 from utils.config_io import read_config_file
 from utils.csv_table import write_csv

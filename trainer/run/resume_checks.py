@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from logger.logger import get_logger
-from trainer.parse_config import ConfigParser
-from trainer.run_folder import resumable_run_dir
+from trainer.config.parse_config import ConfigParser
+from trainer.run.run_folder import resumable_run_dir
 from utils import dist
 from utils.data_order import check_resume_order, data_order
 from utils.errors import ConfigError
