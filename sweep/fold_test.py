@@ -25,10 +25,6 @@ from utils.errors import ConfigError
 from utils.files import read_json, write_json
 
 
-def is_sweep_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "sweep.json").is_file()
-
-
 def finished_trials(folder: Path) -> list[dict]:
     """The records of the folder's finished trials, in trial order."""
     definition = read_json(folder / "sweep.json") or {}
