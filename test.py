@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
     try:  # deferred: --help and usage errors stay light
+        from trainer.run.checkpoint_test import test
         from trainer.run.sweep_request import is_sweep_folder
-        from trainer.run.training import test
         from utils import dist
         from utils.errors import ConfigError, RunError, report
     except ModuleNotFoundError as e:
