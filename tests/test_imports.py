@@ -70,8 +70,8 @@ def test_digits_run_imports_few_project_modules():
 
 
 def test_importing_the_training_body_imports_no_sweep_nor_test_command():
-    code = ("import json, sys; sys.path.insert(0, %r); import trainer.run.training; "
-            "print(json.dumps(sorted(sys.modules)))" % str(REPO))
+    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); "
+            f"import trainer.run.training; print(json.dumps(sorted(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,13 +10,14 @@ import torch
 from tqdm import tqdm
 
 from base import BaseTrainer
-from base.base_trainer import DIST_STOP_CHECK_EVERY, StopTraining
+from base.base_trainer import StopTraining
 from logger.console import Heartbeat
 from trainer.callbacks.averaging import build_averagers, validation_model
 from trainer.loop.epoch_stats import EpochStats
-from trainer.loop.iteration import epoch_batches, epoch_length, reached
+from trainer.loop.iteration import epoch_batches, epoch_length
 from utils import dist
 from utils.errors import ConfigError
+from utils.run_limits import max_steps_reached, stop_check_interval
 
 NAN_CHECK_EVERY = 100  # batches between (cheap, host-syncing) NaN checks
 AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -122,7 +123,7 @@ class PassStop:
     def __init__(self, loader, device: torch.device):
         self.signum: int | None = None
         self.device = device
-        self.every = DIST_STOP_CHECK_EVERY if dist.is_distributed() else 1
+        self.every = stop_check_interval(dist.is_distributed())
         self.safe = batches_on_every_rank(loader)
 
     def handler(self, signum: int, _frame) -> None:
@@ -176,7 +177,7 @@ class Trainer(BaseTrainer):
             stats.update(loss, output, target)
             if bar is not None:
                 bar.update()
-            if reached(self.max_steps, self.global_step):  # the run ends with this batch
+            if max_steps_reached(self.max_steps, self.global_step):  # the run ends with this batch
                 break
             if batch_idx % NAN_CHECK_EVERY == 0:
                 stats.check_finite(epoch)
@@ -207,7 +208,7 @@ class Trainer(BaseTrainer):
     def _validation_stop(self) -> Callable[[int], bool]:
         """stop(i) for the validation pass: whether a stop was requested (after every batch in
         one process; under DDP every few batches that all ranks reach, all agreeing)."""
-        every = DIST_STOP_CHECK_EVERY if self.distributed else 1
+        every = stop_check_interval(self.distributed)
         safe = batches_on_every_rank(self.valid_data_loader)
 
         def stop(i: int) -> bool:

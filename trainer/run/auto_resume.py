@@ -30,6 +30,7 @@ from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, epoch_checkpoints, load_
 from utils.checkpoint_arg import best_ahead
 from utils.errors import ConfigError, RunError
 from utils.run_config import config_hash, stored_hash
+from utils.run_limits import max_steps_reached
 from utils.run_lock import lock_run_folder
 
 AUTO = "auto"
@@ -109,7 +110,7 @@ def finished(ckpt: dict, trainer: dict) -> str | None:
     if ckpt.get("partial_epoch"):
         return None
     steps, max_steps = ckpt.get("global_step", 0), trainer["max_steps"]
-    if max_steps is not None and steps >= max_steps:
+    if max_steps_reached(max_steps, steps):
         return f"trainer.max_steps {max_steps} reached"
     if ckpt["epoch"] >= trainer["epochs"]:
         return f"epoch {ckpt['epoch']} of {trainer['epochs']} done"

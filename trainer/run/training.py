@@ -27,6 +27,7 @@ from utils.checkpoint import BEST_NAME
 from utils.checkpoint_arg import newest_checkpoint
 from utils.errors import ConfigError, RunError
 from utils.files import write_json
+from utils.run_limits import max_steps_reached
 
 
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
@@ -114,7 +115,7 @@ def nothing_to_train(config: ConfigParser) -> bool:
     if ckpt is None or ckpt.get("partial_epoch"):
         return False
     steps, max_steps = ckpt.get("global_step", 0), config.trainer["max_steps"]
-    if not config.finetune and max_steps is not None and steps >= max_steps:
+    if not config.finetune and max_steps_reached(max_steps, steps):
         if dist.is_main():
             print(f"{config.resume}: the checkpoint has {steps} optimizer steps and "
                   f"trainer.max_steps is {max_steps}; nothing to train "
