@@ -158,6 +158,7 @@ class BaseTrainer(ABC):
         if self.writer is not None:
             self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
         self.lr_scheduler.step()
+
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
         at the same batch, and all of them get the same answer)."""
