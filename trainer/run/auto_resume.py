@@ -32,9 +32,9 @@ from utils.errors import ConfigError, RunError
 from utils.run_config import config_hash, stored_hash
 from utils.run_limits import max_steps_reached
 from utils.run_lock import lock_run_folder
+from utils.run_pointer import run_folders
 
 AUTO = "auto"
-POINTER_NAME = "latest"  # a pointer file some versions keep beside the run folders
 
 
 def take_auto(args: Any) -> bool:
@@ -71,14 +71,6 @@ class Candidate:
         if validating:
             into = f", epoch {epoch + 1} trained, stopped in its validation"
         return f"{self.path} (epoch {epoch}{into})"
-
-
-def run_folders(models_dir: Path) -> list[Path]:
-    """The run folders of one name: folders only (not the `latest` pointer, not hidden)."""
-    if not models_dir.is_dir():
-        return []
-    return sorted(p for p in models_dir.iterdir()
-                  if p.is_dir() and p.name != POINTER_NAME and not p.name.startswith("."))
 
 
 def _load(path: Path) -> Candidate | None:
