@@ -76,8 +76,8 @@ def eval_batches(model, loader, device: torch.device, amp: str = "off",
         yield output, target, loss
 
 
-def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
-             stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
+def loss_and_metrics(model, loader, criterion, metrics: dict, device, amp: str = "off",
+                     stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
     """Loss and metrics of `model` over every batch of `loader`.
 
     With a loader sharded across ranks (torch.distributed), the ranks' sums are
@@ -89,7 +89,8 @@ def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
 
 def evaluation_stats(model, loader, criterion, metrics: dict, device, amp: str = "off",
                      stop: Callable[[int], bool] | None = None) -> EpochStats | None:
-    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts).
+    """loss_and_metrics()'s one pass, returning the merged state (test.py reads its confusion
+    counts).
 
     `stop(i)` is asked after batch i (1, 2, ...): True ends the pass at once, returning None
     (a stop signal during validation or a test pass)."""
@@ -199,8 +200,8 @@ class Trainer(BaseTrainer):
         checkpoint then holds the trained epoch, and its resume re-runs the validation)."""
         dist.sync_buffers(self.plain_model)
         model = validation_model(self.averagers, self.model)
-        val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
-                       self.device, self.amp, self._validation_stop())
+        val = loss_and_metrics(model, self.valid_data_loader, self.criterion, self.metrics,
+                               self.device, self.amp, self._validation_stop())
         if val is None:
             raise StopTraining(epoch, batches_done, stats, validating=True)
         return {f"val_{k}": v for k, v in val.items()}
