@@ -173,9 +173,10 @@ def decide(config: ConfigParser) -> tuple[Candidate | None, str, bool]:
     return chosen, f"--resume auto: resuming {chosen.describe()}", False
 
 
-def apply_auto_resume(config: ConfigParser, hold: bool = True) -> tuple[str, bool]:
-    """Decide on rank 0 (every rank follows) and point `config` at the checkpoint to resume:
-    (the decision's log line, whether there is nothing to train). `hold`: take the name's
+def apply_auto_resume(config: ConfigParser, hold: bool = True
+                      ) -> tuple[ConfigParser, str, bool]:
+    """Decide on rank 0 (every rank follows): (the config, resuming the chosen checkpoint if
+    any, the decision's log line, whether there is nothing to train). `hold`: take the name's
     lock first (not for --dry-run, which writes nothing)."""
     decision: Any = None
     if dist.is_main():
@@ -192,8 +193,8 @@ def apply_auto_resume(config: ConfigParser, hold: bool = True) -> tuple[str, boo
     chosen, line, done = shared
     if chosen is not None and not done:
         ckpt = chosen.ckpt if chosen.ckpt is not None else load_checkpoint(chosen.path)
-        config.resume, config.checkpoint, config.finetune = chosen.path, ckpt, False
-    return line, done
+        config = config.with_checkpoint(chosen.path, ckpt)
+    return config, line, done
 
 
 def _portable(decision: Any) -> Any:

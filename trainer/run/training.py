@@ -48,8 +48,9 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         raise ConfigError(f"{config.source}: {e}") from None
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
     dist.use_pinned_memory(device, parts.data_loader, parts.valid_data_loader)
-    decision, done = apply_auto_resume(config, hold=not dry_run) if auto_resume else \
-        (None, False)
+    decision, done = None, False
+    if auto_resume:  # the config then resumes the checkpoint it chose, if any
+        config, decision, done = apply_auto_resume(config, hold=not dry_run)
     if done:
         logger.info(decision)
         return 0
