@@ -79,3 +79,28 @@ def test_importing_the_training_body_imports_no_sweep_nor_test_command():
     modules = json.loads(proc.stdout)
     assert not top(modules, NEVER + ("sklearn",))
     assert "trainer.run.checkpoint_test" not in modules
+
+
+def test_registry_imports_the_defining_module_only_and_an_unknown_name_lists_all():
+    code = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from data_loader import DATA_LOADERS
+from model import MODELS
+from utils.errors import ConfigError
+assert MODELS.get("MLP").__module__ == "model.model"
+assert DATA_LOADERS.get("CsvDataLoader").__module__ == "data_loader.csv_file"
+print("loaded", sorted(m for m in sys.modules if m.startswith(("model.", "data_loader."))))
+try:
+    MODELS.get("Nope", "arch.type")
+except ConfigError as e:
+    print("error", e)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded, error = proc.stdout.splitlines()
+    assert loaded == "loaded " + str(["data_loader.csv_file", "data_loader.datasets",
+                                      "model.model", "model.weight_init"])
+    assert error.startswith("error arch.type: unknown model 'Nope'")
+    assert all(name in error for name in ("CNN", "LSTMClassifier", "MLP")), error
