@@ -3,7 +3,7 @@
 Layers, each importing only from the ones below it:
 utils -> logger -> base -> model, data_loader -> trainer -> sweep -> entry points.
 No import cycle between modules; imports at module top, except optional extras
-and the one deferred block in each entry point's main().
+and the deferred imports in each entry point's main() (each only for the commands that need it).
 """
 
 from __future__ import annotations
