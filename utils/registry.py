@@ -190,11 +190,14 @@ class Registry:
 
 def top_level_names(module: str) -> list[str]:
     """The classes and functions `module` defines at its top level, read from its source file
-    with ast (nothing imported; [] when there is no source)."""
+    with ast (nothing imported; [] when there is no readable source)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return []
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []  # importing it (a full load) reports what is wrong, as Python says it
     return [node.name for node in tree.body
             if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
 
