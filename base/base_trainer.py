@@ -37,10 +37,9 @@ from utils.checkpoint import (
 from utils.data_order import data_order
 from utils.errors import ConfigError
 from utils.run_config import config_hash
+from utils.run_limits import max_steps_reached, stop_check_interval
 from utils.schema import parse_monitor
 from utils.signals import exit_code, signal_name, stop_signals_handled
-
-DIST_STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' (collective) stop checks
 
 
 class StopTraining(Exception):
@@ -92,8 +91,8 @@ class BaseTrainer(ABC):
         self.distributed = dist.is_distributed()
         self.is_main = dist.is_main()
         self.verbosity = cfg["verbosity"] if self.is_main else 0
-        self.stop_check_every = cfg.get("accumulate_steps", 1) * (
-            DIST_STOP_CHECK_EVERY if self.distributed else 1)
+        self.stop_check_every = stop_check_interval(self.distributed,
+                                                    cfg.get("accumulate_steps", 1))
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         # lr_scheduler.interval step: the scheduler steps after every optimizer step
         self.step_interval = (config["lr_scheduler"] or {}).get("interval") == "step"
@@ -159,9 +158,6 @@ class BaseTrainer(ABC):
         if self.writer is not None:
             self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
         self.lr_scheduler.step()
-    def _max_steps_reached(self) -> bool:
-        max_steps = self.config["trainer"].get("max_steps")
-        return max_steps is not None and self.global_step >= max_steps
 
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
@@ -231,7 +227,7 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            done = self._max_steps_reached()
+            done = max_steps_reached(self.config["trainer"].get("max_steps"), self.global_step)
             last = epoch == self.epochs or stop or done
             for averager in self.averagers if last else ():  # SWA: update_bn, then saved
                 averager.finish(self.data_loader, self.device, epoch)

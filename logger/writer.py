@@ -3,16 +3,14 @@ backends of trainer.loggers (MLflow: logger/mlflow_logger.py) behind one Writers
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
 
 from logger import mlflow_logger, mlflow_reach
 from logger.logger import get_logger
+from utils.csv_table import write_csv
 from utils.errors import ConfigError, RunError, did_you_mean
-from utils.files import write_output
 
 LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
 
@@ -32,20 +30,20 @@ class MetricsCSV:
 
     def __init__(self, path: Path, columns: list[str], history: list[dict]):
         self.path = path
-        self.buffer = io.StringIO()
-        self.writer = csv.DictWriter(self.buffer, fieldnames=columns, extrasaction="ignore",
-                                     lineterminator="\n")
-        self.writer.writeheader()
-        self.writer.writerows(history)
+        self.columns = columns
+        self.rows = [self._cells(row) for row in history]
         self._flush()
 
+    def _cells(self, row: dict) -> list:
+        return [row.get(column, "") for column in self.columns]  # other keys are left out
+
     def write(self, row: dict) -> None:
-        self.writer.writerow(row)
+        self.rows.append(self._cells(row))
         self._flush()
 
     def _flush(self) -> None:
         # no fsync: a resume writes the file again from the checkpoint's history
-        write_output(self.buffer.getvalue(), self.path, durable=False)
+        write_csv(self.path, self.columns, self.rows, durable=False)
 
 
 class TensorboardWriter:

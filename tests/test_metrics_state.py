@@ -188,7 +188,7 @@ def test_user_state_metric_and_plain_function_metric_through_train_py(tmp_path):
 
 def test_test_py_reads_each_test_batch_once(tmp_path, monkeypatch):
     from data_loader.datasets import TensorDataset
-    from trainer.run.training import test
+    from trainer.run.checkpoint_test import test
 
     save = tmp_path / "saved"
     assert train("-c", REPO / "config/digits_mlp.json", "trainer.epochs=1",

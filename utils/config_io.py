@@ -240,12 +240,6 @@ def parse_override(item: str) -> Override:
     return Override(item, op, key, text if sep else None)
 
 
-def split_override(item: str) -> tuple[str, str, bool]:
-    """'+a.b=3' -> ('a.b', '3', True): the key, the value text, whether the key may be new."""
-    ov = parse_override(item)
-    return ov.key, ov.text or "", ov.op in ("+", "++")
-
-
 COMPONENT_SECTIONS = ("arch", "data_loader", "optimizer", "lr_scheduler", "loss")
 
 

@@ -190,7 +190,13 @@ class Components:
 
 
 class ConfigParser:
-    """A validated config (read-only after parsing) and the builders of its components."""
+    """A validated config and the builders of its components.
+
+    Read-only after parsing: its attributes cannot be set (AttributeError). The two later
+    changes are explicit: `resolve_auto(data_loader)` (build_all calls it) writes the values
+    a config leaves `auto` (scheduler lengths, class weights) into `config`, the one mutator;
+    `with_checkpoint(path, ckpt)` returns a new parser that resumes `path` exactly
+    (--resume auto's choice)."""
 
     def __init__(self, config: dict, source: str, resume: Path | None = None,
                  checkpoint: dict | None = None, finetune: bool = False,
@@ -204,6 +210,25 @@ class ConfigParser:
         self.finetune = finetune
         self.warnings = warnings or []
         self.allow_changed = allow_changed  # --allow-changed: resume with a changed config
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"ConfigParser is read-only after parsing (set {name}): "
+                                 f"use with_checkpoint() or resolve_auto()")
+        object.__setattr__(self, name, value)
+
+    def _replace(self, **changes: Any) -> ConfigParser:
+        """A copy with some attributes changed (this parser stays as it is)."""
+        new = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(new, name, value)
+        return new
+
+    def with_checkpoint(self, path: Path, checkpoint: dict) -> ConfigParser:
+        """A new parser, the same config, that resumes `checkpoint` (read from `path`)
+        exactly (not a fine-tune): --resume auto's choice (trainer/run/auto_resume.py)."""
+        return self._replace(resume=path, checkpoint=checkpoint, finetune=False)
 
     @classmethod
     def from_args(cls, args: Any) -> ConfigParser:
@@ -231,8 +256,8 @@ class ConfigParser:
                                finetune=bool(args.config and resume),
                                allow_changed=bool(getattr(args, "allow_changed", False)),
                                trust=trust)
-        parser.warnings += stored_uri_warnings(parser.config, stored_uri)
-        return parser
+        return parser._replace(
+            warnings=parser.warnings + stored_uri_warnings(parser.config, stored_uri))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,
@@ -340,6 +365,13 @@ class ConfigParser:
     def build_scheduler(self, optimizer):
         return build_scheduler(self.config.get("lr_scheduler"), optimizer, self.trust)
 
+    def resolve_auto(self, data_loader: Any) -> None:
+        """The one change to `config` after parsing: the `auto` values of lr_scheduler (the
+        run's steps or epochs) and loss (class weights) become the numbers that follow from
+        the training split, so config.json and the checkpoint keep the numbers."""
+        self.config["lr_scheduler"] = resolved_section(self.config, data_loader, self.trust)
+        self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
+
     def build_all(self, training: bool = True) -> Components:
         """Seed, then data loaders, model (standardized on the training split), loss,
         metrics, optimizer and scheduler. ConfigErrors name the config file."""
@@ -347,9 +379,7 @@ class ConfigParser:
             seed_everything(self.config["seed"])
             data_loader = self.build_data_loader(training=training)
             valid_data_loader = data_loader.split_validation()
-            # `auto` scheduler arguments follow from the loader; config.json keeps the numbers
-            self.config["lr_scheduler"] = resolved_section(self.config, data_loader, self.trust)
-            self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
+            self.resolve_auto(data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()
             if stats is not None and hasattr(model, "set_standardization"):  # a BaseModel

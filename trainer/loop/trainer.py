@@ -10,13 +10,14 @@ import torch
 from tqdm import tqdm
 
 from base import BaseTrainer
-from base.base_trainer import DIST_STOP_CHECK_EVERY, StopTraining
+from base.base_trainer import StopTraining
 from logger.console import Heartbeat
 from trainer.callbacks.averaging import build_averagers, validation_model
 from trainer.loop.epoch_stats import EpochStats
-from trainer.loop.iteration import epoch_batches, epoch_length, reached
+from trainer.loop.iteration import epoch_batches, epoch_length
 from utils import dist
 from utils.errors import ConfigError
+from utils.run_limits import max_steps_reached, stop_check_interval
 
 NAN_CHECK_EVERY = 100  # batches between (cheap, host-syncing) NaN checks
 AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,8 +76,8 @@ def eval_batches(model, loader, device: torch.device, amp: str = "off",
         yield output, target, loss
 
 
-def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
-             stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
+def loss_and_metrics(model, loader, criterion, metrics: dict, device, amp: str = "off",
+                     stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
     """Loss and metrics of `model` over every batch of `loader`.
 
     With a loader sharded across ranks (torch.distributed), the ranks' sums are
@@ -88,7 +89,8 @@ def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
 
 def evaluation_stats(model, loader, criterion, metrics: dict, device, amp: str = "off",
                      stop: Callable[[int], bool] | None = None) -> EpochStats | None:
-    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts).
+    """loss_and_metrics()'s one pass, returning the merged state (test.py reads its confusion
+    counts).
 
     `stop(i)` is asked after batch i (1, 2, ...): True ends the pass at once, returning None
     (a stop signal during validation or a test pass)."""
@@ -122,7 +124,7 @@ class PassStop:
     def __init__(self, loader, device: torch.device):
         self.signum: int | None = None
         self.device = device
-        self.every = DIST_STOP_CHECK_EVERY if dist.is_distributed() else 1
+        self.every = stop_check_interval(dist.is_distributed())
         self.safe = batches_on_every_rank(loader)
 
     def handler(self, signum: int, _frame) -> None:
@@ -176,7 +178,7 @@ class Trainer(BaseTrainer):
             stats.update(loss, output, target)
             if bar is not None:
                 bar.update()
-            if reached(self.max_steps, self.global_step):  # the run ends with this batch
+            if max_steps_reached(self.max_steps, self.global_step):  # the run ends with this batch
                 break
             if batch_idx % NAN_CHECK_EVERY == 0:
                 stats.check_finite(epoch)
@@ -198,8 +200,8 @@ class Trainer(BaseTrainer):
         checkpoint then holds the trained epoch, and its resume re-runs the validation)."""
         dist.sync_buffers(self.plain_model)
         model = validation_model(self.averagers, self.model)
-        val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
-                       self.device, self.amp, self._validation_stop())
+        val = loss_and_metrics(model, self.valid_data_loader, self.criterion, self.metrics,
+                               self.device, self.amp, self._validation_stop())
         if val is None:
             raise StopTraining(epoch, batches_done, stats, validating=True)
         return {f"val_{k}": v for k, v in val.items()}
@@ -207,7 +209,7 @@ class Trainer(BaseTrainer):
     def _validation_stop(self) -> Callable[[int], bool]:
         """stop(i) for the validation pass: whether a stop was requested (after every batch in
         one process; under DDP every few batches that all ranks reach, all agreeing)."""
-        every = DIST_STOP_CHECK_EVERY if self.distributed else 1
+        every = stop_check_interval(self.distributed)
         safe = batches_on_every_rank(self.valid_data_loader)
 
         def stop(i: int) -> bool:

@@ -7,7 +7,6 @@ runs and evaluations work as ever; anything that needs a sweep (-m, --folds, --r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from utils.config_io import load_config_file
@@ -35,10 +34,6 @@ def load_sweep(args: Any) -> None:
                 and dargs.get("fold") is None:
             raise ConfigError(NO_SWEEP.format(what="data_loader.args.folds without fold"))
     return None
-
-
-def is_sweep_folder(path: Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "sweep.json").is_file()
 
 
 def __getattr__(name: str):
