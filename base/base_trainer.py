@@ -36,6 +36,7 @@ from utils.checkpoint import (
 )
 from utils.data_order import data_order
 from utils.errors import ConfigError
+from utils.options import LR_SCHEDULER, value_of
 from utils.run_config import config_hash
 from utils.schema import parse_monitor
 from utils.signals import exit_code, signal_name, stop_signals_handled
@@ -92,11 +93,12 @@ class BaseTrainer(ABC):
         self.distributed = dist.is_distributed()
         self.is_main = dist.is_main()
         self.verbosity = cfg["verbosity"] if self.is_main else 0
-        self.stop_check_every = cfg.get("accumulate_steps", 1) * (
+        self.stop_check_every = cfg["accumulate_steps"] * (
             DIST_STOP_CHECK_EVERY if self.distributed else 1)
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         # lr_scheduler.interval step: the scheduler steps after every optimizer step
-        self.step_interval = (config["lr_scheduler"] or {}).get("interval") == "step"
+        self.step_interval = value_of(LR_SCHEDULER, config["lr_scheduler"] or {},
+                                      "interval") == "step"
         self.epoch_lr: float | None = None  # the lr the current epoch started with
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0
@@ -160,7 +162,7 @@ class BaseTrainer(ABC):
             self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
         self.lr_scheduler.step()
     def _max_steps_reached(self) -> bool:
-        max_steps = self.config["trainer"].get("max_steps")
+        max_steps = self.config["trainer"]["max_steps"]
         return max_steps is not None and self.global_step >= max_steps
 
     def _agree_stop(self) -> bool:
