@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ENV, REPO, run_script
+from conftest import ENV, REPO, copy_checkout, run_script
 from test_layers import project_modules
 
 from utils.options import ABSENT, REQUIRED, TABLES, TRAINER, defaults
@@ -56,12 +56,7 @@ def test_generated_files_are_current():
 
 def test_check_names_a_stale_file(tmp_path):
     """--check in a copy whose docs table lost a row: exit 1 naming docs/config.md."""
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / rel).write_bytes((REPO / rel).read_bytes())
+    copy_checkout(tmp_path)
     page = tmp_path / "docs/config.md"
     page.write_text(page.read_text().replace("| `trainer.keep_last` |", "| `trainer.kept` |"))
     r = subprocess.run([sys.executable, "-m", "trainer.config.generate", "--check"],
