@@ -59,9 +59,12 @@ def docs_text(text: str) -> str:
 
 
 def generated(root: Path = ROOT) -> dict[str, str]:
-    """{path relative to the repository: the text it should hold}."""
-    return {SCHEMA_FILE: schema_text(),
-            DOCS_FILE: docs_text((root / DOCS_FILE).read_text(encoding="utf-8"))}
+    """{path relative to the repository: the text it should hold} (a project made by
+    new_project.py has no docs/config.md)."""
+    texts = {SCHEMA_FILE: schema_text()}
+    if (root / DOCS_FILE).is_file():
+        texts[DOCS_FILE] = docs_text((root / DOCS_FILE).read_text(encoding="utf-8"))
+    return texts
 
 
 def stale(root: Path = ROOT) -> list[str]:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 naming the stale files instead of writing them")
     args = parser.parse_args(argv)
-    old = stale()
+    old = stale()  # the checkout this module is in
     if args.check:
         for rel in old:
             print(f"stale: {rel} (regenerate: python -m trainer.config.generate)",
