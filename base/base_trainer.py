@@ -36,6 +36,7 @@ from utils.checkpoint import (
 )
 from utils.data_order import data_order
 from utils.errors import ConfigError
+from utils.options import LR_SCHEDULER, value_of
 from utils.run_config import config_hash
 from utils.run_limits import max_steps_reached, stop_check_interval
 from utils.schema import parse_monitor
@@ -91,11 +92,11 @@ class BaseTrainer(ABC):
         self.distributed = dist.is_distributed()
         self.is_main = dist.is_main()
         self.verbosity = cfg["verbosity"] if self.is_main else 0
-        self.stop_check_every = stop_check_interval(self.distributed,
-                                                    cfg.get("accumulate_steps", 1))
+        self.stop_check_every = stop_check_interval(self.distributed, cfg["accumulate_steps"])
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         # lr_scheduler.interval step: the scheduler steps after every optimizer step
-        self.step_interval = (config["lr_scheduler"] or {}).get("interval") == "step"
+        self.step_interval = value_of(LR_SCHEDULER, config["lr_scheduler"] or {},
+                                      "interval") == "step"
         self.epoch_lr: float | None = None  # the lr the current epoch started with
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0

@@ -57,10 +57,9 @@ class TensorboardWriter:
     text. Enabled but not installed: a warning, and training goes on.
     """
 
-    def __init__(self, log_dir: Path, enabled: bool, config: dict | None = None):
+    def __init__(self, log_dir: Path, enabled: bool, config: dict):
         self.writer = None
-        trainer = (config or {}).get("trainer") or {}
-        self.histogram_period = int(trainer.get("histogram_period", 0) or 0)
+        self.histogram_period = config["trainer"]["histogram_period"]  # resolved
         if not enabled:
             return
         try:
@@ -123,7 +122,7 @@ def validate_loggers(loggers: object, options: object) -> tuple[list[str], dict]
 
 def check_loggers_installed(trainer: dict) -> None:
     """ConfigError naming the pip command for a listed backend that is not installed."""
-    if "mlflow" in trainer.get("loggers", []):
+    if "mlflow" in trainer["loggers"]:
         mlflow_logger.check_installed()
 
 
@@ -180,7 +179,7 @@ def open_writers(run_folder, config, is_main: bool, history: list[dict]) -> Writ
     tensorboard = TensorboardWriter(run_folder.log_dir, trainer["tensorboard"] and is_main,
                                     config.config)
     others = []
-    if is_main and "mlflow" in trainer.get("loggers", []):
+    if is_main and "mlflow" in trainer["loggers"]:
         ckpt = getattr(config, "checkpoint", None) or {}
         same_run = run_folder.reused and not getattr(config, "finetune", False)
         run_id = ckpt.get(mlflow_logger.RUN_ID_KEY) if same_run else None

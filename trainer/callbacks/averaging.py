@@ -22,9 +22,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainer.callbacks.swa import SWA
 from utils.errors import ConfigError
+from utils.options import TRAINER, value_of
 from utils.schema import expect, is_int, is_number, option_mapping
 
 EMA_DEFAULTS = {"decay": 0.999, "every": 1, "validate": True}
+EMA_SCHEMA = {"anyOf": [{"type": ["null", "boolean"]}, {  # trainer.ema in the JSON Schema
+    "type": "object", "additionalProperties": False, "properties": {
+        "decay": {"type": "number", "minimum": 0, "maximum": 1, "default": EMA_DEFAULTS["decay"]},
+        "every": {"type": "integer", "minimum": 1, "default": EMA_DEFAULTS["every"]},
+        "validate": {"type": "boolean", "default": EMA_DEFAULTS["validate"]}}}]}
 WEIGHT_KEYS = {"raw": "model_state_dict", "ema": "ema_state_dict", "swa": "swa_state_dict"}
 
 
@@ -101,9 +107,9 @@ def build_averagers(trainer_cfg: dict, model: torch.nn.Module,
     """The averagers trainer_cfg asks for (EMA, SWA), around the plain `model` (on its
     device); SWA's SWALR sets the lr of `optimizer` once it starts."""
     averagers: list = []
-    if trainer_cfg.get("ema"):
+    if trainer_cfg["ema"]:
         averagers.append(EMA(model, **trainer_cfg["ema"]))
-    if trainer_cfg.get("swa"):
+    if trainer_cfg["swa"]:
         averagers.append(SWA(model, optimizer, **trainer_cfg["swa"]))
     return averagers
 
@@ -118,8 +124,8 @@ def validation_model(averagers: list, model: torch.nn.Module) -> torch.nn.Module
 
 def monitored_weights(config: dict) -> str:
     """Which weights a run validated and monitored: 'ema' or 'raw' (test.py's default)."""
-    ema = config.get("trainer", {}).get("ema")
-    return "ema" if ema and ema.get("validate", True) else "raw"
+    ema = validate_ema(value_of(TRAINER, config["trainer"], "ema"))  # an older run's config too
+    return "ema" if ema and ema["validate"] else "raw"
 
 
 def pick_weights(ckpt: dict, which: str | None, path: Any) -> tuple[str, dict]:

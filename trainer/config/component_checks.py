@@ -16,7 +16,7 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS
 from trainer.config.class_weights import validate_weight
 from trainer.config.config_checks import check_tuple_args
-from trainer.config.loader_options import LOADER_OPTIONS, validate_loader_options
+from trainer.config.loader_options import LOADER_OPTIONS, loader_options
 from trainer.config.schedulers import validate_scheduler
 from utils.errors import ConfigError
 from utils.registry import TRUSTED, Trust
@@ -37,7 +37,7 @@ INT64 = 2**63  # seeds and sizes go into torch's int64
 def has_validation(config: dict, trust: Trust = TRUSTED) -> bool:
     """Whether the config's data loader holds out a validation split."""
     dtype, args = section(config, "data_loader")
-    if args.get("folds") is not None:  # k-fold: one fold validates
+    if loader_options(args)["folds"] is not None:  # k-fold: one fold validates
         return True
     if "validation_split" in args:
         split = args["validation_split"]
@@ -50,7 +50,7 @@ def has_validation(config: dict, trust: Trust = TRUSTED) -> bool:
 
 def validate_data_loader(config: dict, trust: Trust) -> None:
     dtype, dargs = section(config, "data_loader")
-    validate_loader_options(dargs)
+    loader_options(dargs, config)
     dargs = {k: v for k, v in dargs.items() if k not in LOADER_OPTIONS}
     check_args(DATA_LOADERS.get(dtype, "data_loader.type", trust), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)

@@ -150,10 +150,10 @@ class Trainer(BaseTrainer):
         cfg = self.config["trainer"]
         self.sum_reduction = is_sum_reduction(self.criterion)
         self.accumulate_steps = cfg["accumulate_steps"]
-        self.heartbeat_s = cfg["heartbeat_s"]  # resolved: the schema's default (30) when unset
+        self.heartbeat_s = cfg["heartbeat_s"]  # resolved: utils/options.py's default when unset
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
-        self.len_epoch = cfg.get("len_epoch")
-        self.max_steps = cfg.get("max_steps")
+        self.len_epoch = cfg["len_epoch"]
+        self.max_steps = cfg["max_steps"]
         self.autocast = autocast(self.amp, self.device)
         self.averagers = build_averagers(cfg, self.plain_model, self.optimizer)
 
