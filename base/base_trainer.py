@@ -228,7 +228,7 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            done = max_steps_reached(self.config["trainer"].get("max_steps"), self.global_step)
+            done = max_steps_reached(self.config["trainer"]["max_steps"], self.global_step)
             last = epoch == self.epochs or stop or done
             for averager in self.averagers if last else ():  # SWA: update_bn, then saved
                 averager.finish(self.data_loader, self.device, epoch)
