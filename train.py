@@ -106,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.run.lr_finder import find_lr
             return find_lr(args)
         if sweep_asked(args):  # -m, --folds, --repeat, a sweep: section: sweep/ decides
-            from sweep.runner import run_sweep
-            from sweep.spec import load_sweep
+            try:
+                from sweep.runner import run_sweep
+                from sweep.spec import load_sweep
+            except ModuleNotFoundError as e:
+                return missing_dependency(e)
             sweep = load_sweep(args)  # None when it is an ordinary run after all
             if sweep is not None:
                 return run_sweep(sweep, args.jobs, args.test, args.dry_run, argv)
@@ -115,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         config = ConfigParser.from_args(args)
         return train(config, dry_run=args.dry_run,
                      run_file=Path(args.run_file) if args.run_file else None, auto_resume=auto)
-    except ModuleNotFoundError as e:  # an extra this command needs (optuna for a sweep, ...)
-        return missing_dependency(e)
     except (ConfigError, RunError) as e:
         return report(e)
     except Interrupted as e:
