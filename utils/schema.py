@@ -39,10 +39,11 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "mlflow": None,  # {tracking_uri, experiment}; null = the defaults (logger/mlflow_logger.py)
 }
 # optional top-level keys with their defaults
-TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None}
+TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None,
+                                      "callbacks": []}
 AMP_MODES = ("off", "bf16", "fp16")
 TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
-             "lr_scheduler", "trainer", "sweep")
+             "lr_scheduler", "trainer", "sweep", "callbacks")
 REQUIRED = ("name", "arch", "data_loader", "optimizer", "loss", "trainer")
 # data loader arguments the training code passes itself
 INJECTED_LOADER_ARGS = ("training", "seed")

@@ -28,6 +28,7 @@ from logger.mlflow_reach import stored_uri_warnings, without_stored_uri
 from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
 from trainer.callbacks.averaging import validate_ema
+from trainer.callbacks.registry import validate_callbacks
 from trainer.callbacks.swa import validate_swa
 from trainer.config.class_weights import criterion_args, resolved_loss
 from trainer.config.component_checks import (
@@ -158,6 +159,7 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
     resolved["trainer"] = _validate_trainer(config["trainer"], config, trust)
+    resolved["callbacks"] = validate_callbacks(config.get("callbacks"), trust)
     return resolved, warnings
 
 
