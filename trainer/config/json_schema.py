@@ -25,6 +25,7 @@ from torch.optim import lr_scheduler
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from trainer.callbacks.averaging import EMA_DEFAULTS
+from trainer.callbacks.registry import CALLBACKS
 from trainer.config.loader_options import LOADER_OPTIONS
 from trainer.config.schedulers import AUTO, AUTO_ARGS, INTERVALS, NESTED, SCHEDULER_BASES
 from utils.schema import (
@@ -242,6 +243,7 @@ def build_schema() -> dict:
                                   defs)
     loss = component("loss", "loss", _registry_items(LOSSES, _skip), defs)
     metric = component("metric", "metric", _registry_items(METRICS, _skip), defs)
+    callback = component("callback", "callback", _registry_items(CALLBACKS), defs)
     interval = {"enum": list(INTERVALS), "default": "epoch",
                 "description": "step: after every optimizer step; epoch: after every epoch"}
     props = {
@@ -267,6 +269,10 @@ def build_schema() -> dict:
                                      schedulers, defs, extra={"interval": interval}),
                          "type": ["object", "null"], "default": None},
         "trainer": _trainer_schema(),
+        "callbacks": {"type": ["array", "null"], "items": _named_or_component(callback),
+                      "default": [], "description": "callbacks at the loop's hooks (names from "
+                                                    "trainer/callbacks/ or {type, args}; "
+                                                    "docs/callbacks.md)"},
         "sweep": {"type": "object", "description": "a sweep over this config (docs/sweeps.md)"},
     }
     return {"$schema": DRAFT, "title": "pytorch-template config",
