@@ -209,7 +209,7 @@ class BaseTrainer(ABC):
                 self._loop()
             self.outcome = "finished"
         except BaseException as e:
-            if isinstance(e, KeyboardInterrupt | Interrupted):
+            if isinstance(e, KeyboardInterrupt) or hasattr(e, "exit_code"):  # a stop signal
                 self.outcome = "stopped"
             raise
         finally:
