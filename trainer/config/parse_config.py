@@ -159,7 +159,7 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
     resolved["trainer"] = _validate_trainer(config["trainer"], config, trust)
-    resolved["callbacks"] = validate_callbacks(config.get("callbacks"), trust)
+    resolved["callbacks"] = validate_callbacks(resolved.get("callbacks"), trust)
     return resolved, warnings
 
 
