@@ -112,6 +112,8 @@ TOP_LEVEL: dict[str, Option] = {o.name: o for o in (
     Option("lr_scheduler", None, "a torch.optim.lr_scheduler class: {type, args, interval}; "
            "null = none", section=True),
     Option("trainer", REQUIRED, "training options (the trainer table)", section=True),
+    Option("callbacks", [], "callbacks at the loop's hooks: names from trainer/callbacks/ or "
+           "{type, args} (docs/callbacks.md)", section=True),
     Option("sweep", ABSENT, "a sweep over this config (docs/sweeps.md)", section=True),
 )}
 

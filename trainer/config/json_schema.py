@@ -24,6 +24,7 @@ from torch.optim import lr_scheduler
 
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
+from trainer.callbacks.registry import CALLBACKS
 from trainer.config.option_checks import resolve_ref
 from trainer.config.schedulers import AUTO, AUTO_ARGS, NESTED, SCHEDULER_BASES
 from utils.options import (
@@ -210,6 +211,7 @@ def build_schema() -> dict:
                                   defs)
     loss = component("loss", "loss", _registry_items(LOSSES, _skip), defs)
     metric = component("metric", "metric", _registry_items(METRICS, _skip), defs)
+    callback = component("callback", "callback", _registry_items(CALLBACKS), defs)
     props = {
         "$schema": {"type": "string", "description": "the schema's location (ignored)"},
         "_base_": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
@@ -231,6 +233,8 @@ def build_schema() -> dict:
                                      extra=table_schema(LR_SCHEDULER)["properties"]),
                          "type": ["object", "null"], "default": None},
         "trainer": table_schema(TRAINER),
+        "callbacks": {"type": ["array", "null"], "items": _named_or_component(callback),
+                      "default": [], "description": TOP_LEVEL["callbacks"].doc},
         "sweep": {**table_schema(SWEEP), "description": TOP_LEVEL["sweep"].doc},
     }
     return {"$schema": DRAFT, "title": "pytorch-template config",

@@ -26,6 +26,7 @@ from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from logger.mlflow_reach import stored_uri_warnings, without_stored_uri
 from model import LOSSES, METRICS, MODELS
+from trainer.callbacks.registry import validate_callbacks
 from trainer.config.class_weights import criterion_args, resolved_loss
 from trainer.config.component_checks import (
     validate_data_loader,
@@ -73,6 +74,7 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
     resolved["trainer"] = resolve_options(TRAINER, config["trainer"], "trainer", config, trust)
+    resolved["callbacks"] = validate_callbacks(resolved["callbacks"], trust)
     return resolved, warnings
 
 

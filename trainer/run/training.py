@@ -13,6 +13,7 @@ import torch
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers
+from trainer.callbacks.registry import build_callbacks
 from trainer.config.class_weights import criterion_to
 from trainer.config.parse_config import ConfigParser
 from trainer.loop.trainer import Trainer, check_amp
@@ -44,6 +45,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     try:
         check_amp(config.trainer["amp"], device)
         check_compile(config.trainer["compile"])
+        callbacks = build_callbacks(config["callbacks"], config.trust)  # before any folder
     except ConfigError as e:
         raise ConfigError(f"{config.source}: {e}") from None
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
@@ -83,7 +85,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
                       parts.data_loader, parts.valid_data_loader, parts.lr_scheduler,
-                      run_folder=run)
+                      run_folder=run, callbacks=callbacks)
     if config.checkpoint is not None:
         resume(trainer, config, run)
     try:
