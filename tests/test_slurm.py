@@ -135,8 +135,9 @@ def check_requeued_run(tmp_path: Path, job: str, straight: Path, resume_line: st
 
 def test_a_run_signalled_before_its_time_limit_requeues_itself_and_resumes_exactly(
         slurm, tmp_path):
-    # a 2-minute limit, SIGUSR1 to the script 60 s before it: the held batch waits for it
-    job = sbatch("--time=2", "--signal=B:USR1@60", f"--output={tmp_path / 'job.out'}",
+    # a 2-minute limit, SIGUSR1 to the script 45 s before it (SLURM may send it up to about
+    # 30 s earlier, but after train.py has started here): the held batch waits for it
+    job = sbatch("--time=2", "--signal=B:USR1@45", f"--output={tmp_path / 'job.out'}",
                  "config/slurm/train.sbatch", DIGITS, *RUN,
                  f"trainer.save_dir={tmp_path / 'saved'}", env=job_env(tmp_path))
     straight = subprocess.run([sys.executable, "train.py", "-c", DIGITS, *RUN,
