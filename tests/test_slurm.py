@@ -133,43 +133,47 @@ def check_requeued_run(tmp_path: Path, job: str, straight: Path, resume_line: st
           f"requeued start {started_at(out, 2) - signalled:.1f} s after the signal")
 
 
-def test_a_run_signalled_before_its_time_limit_requeues_itself_and_resumes_exactly(
-        slurm, tmp_path):
-    # a 2-minute limit, SIGUSR1 to the script 45 s before it (SLURM may send it up to about
-    # 30 s earlier, but after train.py has started here): the held batch waits for it
-    job = sbatch("--time=2", "--signal=B:USR1@45", f"--output={tmp_path / 'job.out'}",
-                 "config/slurm/train.sbatch", DIGITS, *RUN,
-                 f"trainer.save_dir={tmp_path / 'saved'}", env=job_env(tmp_path))
-    straight = subprocess.run([sys.executable, "train.py", "-c", DIGITS, *RUN,
-                               f"trainer.save_dir={tmp_path / 'straight'}"], cwd=REPO, env=ENV,
-                              capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr
-    assert held(tmp_path)["SLURM_JOB_ID"] == job
-    check_requeued_run(tmp_path, job, only_run(tmp_path / "straight", "digits_mlp"),
-                       f"epoch 0, {HOLD_AT} batches into epoch 1")
-
-
-def test_two_processes_under_torchrun_requeue_and_resume_exactly(slurm, tmp_path):
-    job = sbatch("--ntasks-per-node=2", f"--output={tmp_path / 'job.out'}",
-                 "config/slurm/train.sbatch", DIGITS, *RUN,
-                 f"trainer.save_dir={tmp_path / 'saved'}", env=job_env(tmp_path))
-    straight = subprocess.Popen(
+def test_signalled_runs_requeue_themselves_and_resume_exactly(slurm, tmp_path):
+    """One process signalled by its time limit; two under torchrun signalled by hand. Both
+    jobs and their unbroken references run side by side (one test: the jobs overlap)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    # a 2-minute limit, SIGUSR1 to the script 30 s before it: at 60 to 90 s (SLURM looks at
+    # time limits every 30 s, so it may come up to 30 s early), after train.py has started;
+    # the held batch waits for it
+    one.mkdir(), two.mkdir()
+    job1 = sbatch("--time=2", "--signal=B:USR1@30", f"--output={one / 'job.out'}",
+                  "config/slurm/train.sbatch", DIGITS, *RUN,
+                  f"trainer.save_dir={one / 'saved'}", env=job_env(one))
+    job2 = sbatch("--ntasks-per-node=2", f"--output={two / 'job.out'}",
+                  "config/slurm/train.sbatch", DIGITS, *RUN,
+                  f"trainer.save_dir={two / 'saved'}", env=job_env(two))
+    straight1 = subprocess.Popen([sys.executable, "train.py", "-c", DIGITS, *RUN,
+                                  f"trainer.save_dir={one / 'straight'}"], cwd=REPO, env=ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    straight2 = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "train.py", "-c", DIGITS, *RUN, f"trainer.save_dir={tmp_path / 'straight'}"],
+         "train.py", "-c", DIGITS, *RUN, f"trainer.save_dir={two / 'straight'}"],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: (tmp_path / "holding").is_file(), "the job's held batch")
+
+    wait_for(lambda: (two / "holding").is_file(), "the two-process job's held batch")
     # the signal a time limit would send, now: to the batch script, which passes it on
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=60)
-    record = held(tmp_path)
-    out, _ = straight.communicate(timeout=300)
-    assert straight.returncode == 0, out
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job2], check=True, timeout=60)
+    record = held(two)
+    assert record["SLURM_JOB_ID"] == job2 and record["RANK"] in ("0", "1")
+    for proc in (straight1, straight2):
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+
     # the ranks agree on a stop every 10 optimizer steps: both stop after batch 10
-    check_requeued_run(tmp_path, job, only_run(tmp_path / "straight", "digits_mlp"),
+    check_requeued_run(two, job2, only_run(two / "straight", "digits_mlp"),
                        "epoch 0, 10 batches into epoch 1")
-    assert record["SLURM_JOB_ID"] == job and record["RANK"] in ("0", "1")
-    text = (tmp_path / "job.out").read_text()
+    text = (two / "job.out").read_text()
     assert "1 node(s) x 2 process(es)" in text
     assert text.count("interrupted by SIGUSR1; checkpoint:") == 2  # both ranks saved and ended
+
+    assert held(one)["SLURM_JOB_ID"] == job1
+    check_requeued_run(one, job1, only_run(one / "straight", "digits_mlp"),
+                       f"epoch 0, {HOLD_AT} batches into epoch 1")
 
 
 def test_array_tasks_share_one_sweep_and_a_cancelled_task_is_resubmitted(slurm, tmp_path):
