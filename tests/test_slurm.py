@@ -134,8 +134,9 @@ def check_requeued_run(tmp_path: Path, job: str, straight: Path, resume_line: st
 
 
 def test_signalled_runs_requeue_themselves_and_resume_exactly(slurm, tmp_path):
-    """One process signalled by its time limit; two under torchrun signalled by hand. Both
-    jobs and their unbroken references run side by side (one test: the jobs overlap)."""
+    """One process signalled by its time limit; two under torchrun signalled by hand; a config
+    error, which is not requeued. The jobs and the unbroken references run side by side (one
+    test: the jobs overlap)."""
     one, two = tmp_path / "one", tmp_path / "two"
     # a 2-minute limit, SIGUSR1 to the script 30 s before it: at 60 to 90 s (SLURM looks at
     # time limits every 30 s, so it may come up to 30 s early), after train.py has started;
@@ -147,6 +148,9 @@ def test_signalled_runs_requeue_themselves_and_resume_exactly(slurm, tmp_path):
     job2 = sbatch("--ntasks-per-node=2", f"--output={two / 'job.out'}",
                   "config/slurm/train.sbatch", DIGITS, *RUN,
                   f"trainer.save_dir={two / 'saved'}", env=job_env(two))
+    bad = sbatch(f"--output={tmp_path / 'bad.out'}", "config/slurm/train.sbatch", DIGITS,
+                 "trainer.epochs=two", f"trainer.save_dir={tmp_path / 'bad'}",
+                 env=job_env(tmp_path))
     straight1 = subprocess.Popen([sys.executable, "train.py", "-c", DIGITS, *RUN,
                                   f"trainer.save_dir={one / 'straight'}"], cwd=REPO, env=ENV,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -154,6 +158,11 @@ def test_signalled_runs_requeue_themselves_and_resume_exactly(slurm, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "train.py", "-c", DIGITS, *RUN, f"trainer.save_dir={two / 'straight'}"],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # a config error (exit 2) ends the job: not requeued
+    (record,) = wait_done(bad).values()
+    assert (record["JobState"], record["ExitCode"], record["Restarts"]) == ("FAILED", "2:0", "0")
+    assert "slurm: start 1 exits 2" in (tmp_path / "bad.out").read_text()
 
     wait_for(lambda: (two / "holding").is_file(), "the two-process job's held batch")
     # the signal a time limit would send, now: to the batch script, which passes it on
