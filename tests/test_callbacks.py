@@ -90,7 +90,7 @@ def test_bad_callback_arguments_are_one_line(tmp_path):
     assert "callbacks[0].args.nrm: unknown argument of GradNorm" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[{type: GradNorm, args: "
                                 "{norm_type: 0}}]", save_dir=tmp_path))
-    assert "callbacks[0].args: norm_type: expected a positive number" in line
+    assert "callbacks[0].args.norm_type: expected a positive number" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[EMA]", save_dir=tmp_path))
     assert "callbacks[0]: EMA is a built-in callback: trainer.ema turns it on" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[collections.OrderedDict]",

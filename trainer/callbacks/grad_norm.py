@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from base.base_callback import Callback
+from utils.errors import ArgError
 
 
 class GradNorm(Callback):
@@ -27,7 +28,7 @@ class GradNorm(Callback):
 
     def __init__(self, norm_type: float = 2.0, key: str = "grad_norm"):
         if not norm_type > 0:
-            raise ValueError(f"norm_type: expected a positive number (2.0 = L2), got {norm_type}")
+            raise ArgError("norm_type", f"expected a positive number (2.0 = L2), got {norm_type}")
         self.norm_type, self.key = float(norm_type), key
         self.total: float | torch.Tensor = 0.0  # float64 on the device: no sync per step
         self.steps = 0
