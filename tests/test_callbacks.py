@@ -55,6 +55,22 @@ def test_only_the_overridden_hooks_are_called():
     assert GradNorm().state_dict() == {"total": 0.0, "steps": 0}
 
 
+def test_grad_norm_averages_the_finite_step_norms():
+    class Trainer:
+        plain_model = torch.nn.Linear(3, 2)
+
+    trainer, norm = Trainer(), GradNorm()
+    weight, bias = trainer.plain_model.weight, trainer.plain_model.bias
+    for grad in (3.0, float("inf"), 1.0):  # the inf step (skipped by fp16's scaler) left out
+        weight.grad, bias.grad = torch.full((2, 3), grad), torch.zeros(2)
+        norm.on_step_end(trainer, 1, torch.tensor(0.0))
+    assert norm.state_dict()["steps"] == 2
+    log = {}
+    norm.on_epoch_end(trainer, 1, log)
+    assert math.isclose(log["grad_norm"], (3.0 + 1.0) * math.sqrt(6) / 2, rel_tol=1e-6)
+    assert norm.state_dict() == {"total": 0.0, "steps": 0}
+
+
 def test_grad_norm_is_logged_per_epoch_and_checkpointed(tmp_path):
     r = train("-c", DIGITS, *TINY, "callbacks=[GradNorm]", save_dir=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -90,7 +106,7 @@ def test_bad_callback_arguments_are_one_line(tmp_path):
     assert "callbacks[0].args.nrm: unknown argument of GradNorm" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[{type: GradNorm, args: "
                                 "{norm_type: 0}}]", save_dir=tmp_path))
-    assert "callbacks[0].args: norm_type: expected a positive number" in line
+    assert "callbacks[0].args.norm_type: expected a positive number" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[EMA]", save_dir=tmp_path))
     assert "callbacks[0]: EMA is a built-in callback: trainer.ema turns it on" in line
     line = one_error_line(train("-c", DIGITS, "callbacks=[collections.OrderedDict]",

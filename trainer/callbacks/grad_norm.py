@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from base.base_callback import Callback
+from utils.errors import ArgError
 
 
 class GradNorm(Callback):
@@ -27,24 +28,27 @@ class GradNorm(Callback):
 
     def __init__(self, norm_type: float = 2.0, key: str = "grad_norm"):
         if not norm_type > 0:
-            raise ValueError(f"norm_type: expected a positive number (2.0 = L2), got {norm_type}")
+            raise ArgError("norm_type", f"expected a positive number (2.0 = L2), got {norm_type}")
         self.norm_type, self.key = float(norm_type), key
-        self.total: float | torch.Tensor = 0.0  # float64 on the device: no sync per step
-        self.steps = 0
+        # float64 sum and count on the device: no host sync per step
+        self.total: float | torch.Tensor = 0.0
+        self.steps: int | torch.Tensor = 0
 
     def on_step_end(self, trainer: Any, step: int, loss: torch.Tensor) -> None:
         grads = [p.grad for p in trainer.plain_model.parameters() if p.grad is not None]
         if grads:
-            norm = torch.nn.utils.get_total_norm(grads, self.norm_type)
-            self.total = self.total + norm.double()
-            self.steps += 1
+            norm = torch.nn.utils.get_total_norm(grads, self.norm_type).double()
+            finite = torch.isfinite(norm)  # an fp16 step skipped for inf/NaN is left out
+            self.total = self.total + torch.where(finite, norm, 0.0)
+            self.steps = self.steps + finite
 
     def on_epoch_end(self, trainer: Any, epoch: int, log: dict) -> None:
-        log[self.key] = float(self.total) / self.steps if self.steps else math.nan
+        steps = int(self.steps)
+        log[self.key] = float(self.total) / steps if steps else math.nan
         self.total, self.steps = 0.0, 0  # the next epoch starts afresh
 
     def state_dict(self) -> dict:
-        return {"total": float(self.total), "steps": self.steps}
+        return {"total": float(self.total), "steps": int(self.steps)}
 
     def load_state_dict(self, state: dict) -> None:
         self.total, self.steps = float(state["total"]), int(state["steps"])
