@@ -10,14 +10,16 @@ from typing import Any
 
 from utils.config_io import load_config_file
 
-SWEEP_OPTIONS = ("multirun", "folds", "repeat", "jobs", "test")  # -m, --folds, ... --test
+FLAGS = ("multirun", "test")  # -m, --test
+VALUES = ("folds", "repeat", "jobs")  # --folds K, --repeat N, --jobs J (0 too: an error there)
 
 
 def sweep_asked(args: Any) -> bool:
     """True when train.py's command line is (or may be) a sweep: -m, --folds, --repeat, --jobs
     or --test (sweep/spec.py's load_sweep says which, or why not), a config with a sweep:
     section, or data_loader.args.folds without fold (every fold) when not resuming."""
-    if any(getattr(args, option, None) not in (None, False) for option in SWEEP_OPTIONS):
+    if any(getattr(args, flag, False) for flag in FLAGS) or \
+            any(getattr(args, option, None) is not None for option in VALUES):
         return True
     if not getattr(args, "config", None):
         return False

@@ -23,7 +23,7 @@ def load_sweep(args: Any) -> None:
                           ("--repeat", getattr(args, "repeat", None)),
                           ("--jobs", getattr(args, "jobs", None)),
                           ("--test", getattr(args, "test", False))):
-        if value not in (None, False):
+        if value is not None and value is not False:  # --repeat 0 asks for a sweep too
             raise ConfigError(NO_SWEEP.format(what=option))
     if getattr(args, "config", None) and not getattr(args, "resume", None):
         raw = load_config_file(args.config)
