@@ -47,7 +47,7 @@ def project_stack(frame):
         path = Path(frame.f_code.co_filename)
         if path.is_relative_to(repo):
             rel = path.relative_to(repo).as_posix()
-            if not rel.startswith(LEAVES + ("tests/",)):
+            if not rel.startswith(LEAVES + ("tests/", ".venv")) and "site-packages" not in rel:
                 files.append(rel)
         frame = frame.f_back
     return files[::-1]
