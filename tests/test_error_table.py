@@ -28,12 +28,10 @@ def checksums(root):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """save_dir of a one-epoch digits run: cases that resume copy it."""
-    save = tmp_path_factory.mktemp("trained") / "saved"
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
-    assert r.returncode == 0, r.stderr
-    return save
+def trained(digits_one_epoch) -> Path:
+    """save_dir of a one-epoch digits run (tests/conftest.py, shared): cases that resume copy
+    it."""
+    return digits_one_epoch
 
 
 @dataclass

@@ -58,12 +58,10 @@ def api_calls(path: Path, *calls: str, env: dict | None = None) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A one-epoch digits run (its epoch checkpoint is what the crafted files start from)."""
-    save = tmp_path_factory.mktemp("trust") / "saved"
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
-    assert r.returncode == 0, r.stderr
-    return only_run(save, "digits_mlp")
+def run_dir(digits_one_epoch) -> Path:
+    """A one-epoch digits run (tests/conftest.py, shared, read only): its epoch checkpoint is
+    what the crafted files start from."""
+    return only_run(digits_one_epoch, "digits_mlp")
 
 
 @pytest.fixture(scope="module")
@@ -631,9 +629,9 @@ def digits_run(save: Path, *overrides: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory) -> Path:
-    """save_dir of a one-epoch digits run: the cases copy it."""
-    return digits_run(tmp_path_factory.mktemp("one_epoch") / "saved", "trainer.epochs=1")
+def one_epoch(digits_one_epoch) -> Path:
+    """save_dir of a one-epoch digits run (tests/conftest.py, shared): the cases copy it."""
+    return digits_one_epoch
 
 
 def copied_run(one_epoch: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
