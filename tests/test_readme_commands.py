@@ -25,6 +25,7 @@ MARKER = "<!-- runnable -->"
 INSTALL = re.compile(r"^(python3? -m venv|pip install)\b")
 SKIP = {
     "python -m pytest": "the whole suite, many minutes; CI runs it (bash .ci/run)",
+    'python -m pytest -m "not slow"': "the fast tier, minutes; a test session of its own",
     "bash .ci/run": "builds fresh environments from a package index",
 }
 PLACEHOLDER = re.compile(r"<[A-Za-z_]+>")

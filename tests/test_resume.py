@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,10 +81,9 @@ def test_resume_is_bit_identical(tmp_path, workers):
     assert rows_without_seconds(branch[0]) == rows_without_seconds(straight)
 
 
-def test_checkpoint_holds_generator_states_as_plain_data(tmp_path):
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=tmp_path)
-    assert r.returncode == 0, r.stderr
-    ckpt = load(only_run(tmp_path, "digits_mlp") / "checkpoint-epoch1.pth")  # weights_only
+def test_checkpoint_holds_generator_states_as_plain_data(digits_one_epoch):
+    # the shared one-epoch run of config/digits_mlp.json (tests/conftest.py)
+    ckpt = load(only_run(digits_one_epoch, "digits_mlp") / "checkpoint-epoch1.pth")
     assert set(ckpt["rng_state"]) >= {"python", "numpy", "torch"}
     assert ckpt["lr_scheduler_state_dict"]["last_epoch"] == 1
     assert ckpt["early_stop_count"] == 0 and ckpt["partial_epoch"] is None
@@ -235,8 +235,8 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path):
     assert [int(r["epoch"]) for r in read_csv(log_dir(run) / "metrics.csv")] == list(range(1, 9))
 
 
-def test_stale_temporary_files_do_not_break_resume(tmp_path):
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=tmp_path)
+def test_stale_temporary_files_do_not_break_resume(digits_one_epoch, tmp_path):
+    shutil.copytree(digits_one_epoch, tmp_path, dirs_exist_ok=True)  # the shared run stays
     run = only_run(tmp_path, "digits_mlp")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # a writer that died
