@@ -31,6 +31,7 @@ def default_run(tmp_path_factory) -> tuple[Path, list[str]]:
     return repo, r.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_default_run_prints_one_short_line_per_epoch(default_run):
     _, lines = default_run
     epochs = [line for line in lines if line.startswith("epoch ")]
@@ -50,6 +51,7 @@ def test_default_run_prints_one_short_line_per_epoch(default_run):
     assert all(len(v.replace(".", "").lstrip("0")) <= 4 for v in numbers), numbers
 
 
+@pytest.mark.slow
 def test_the_final_commands_work_when_pasted(default_run):
     repo, lines = default_run
     evaluate = next(line for line in lines if line.startswith("evaluate:"))

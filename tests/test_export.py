@@ -97,6 +97,7 @@ def export(ckpt: Path, target: Path, capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".safetensors"])
 def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / "out" / f"digits{suffix}"
@@ -119,6 +120,7 @@ def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix, capsys):
             assert json.loads(f.metadata()["config"]) == load(mlp_ckpt)["config"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
 def test_lstm_export_reproduces_test_py(lstm_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / f"lstm{suffix}"

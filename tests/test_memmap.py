@@ -50,6 +50,7 @@ def test_memory_mapped_loader_gives_the_in_memory_loaders_batches(npy, num_worke
     assert torch.allclose(mean_a, mean_b, rtol=1e-6) and torch.allclose(std_a, std_b, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_memory_mapped_run_resumes_exactly(npy, tmp_path):
     args = ["-c", REPO / "config/csv_regression.yaml", "data_loader.type=NumpyDataLoader",
             f"data_loader.args={{features: {npy / 'features.npy'}, targets: "

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ENV, REPO
 
 MARKER = "<!-- runnable -->"
@@ -98,6 +99,7 @@ def outputs_by_command(log: str) -> dict[int, tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_every_readme_command_works_when_pasted(tmp_path):
     commands = page_commands()
     assert len(commands) >= 10

@@ -47,6 +47,7 @@ def latest_checkpoint(run):
     return found[-1] if found else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_is_bit_identical(tmp_path, workers):
     common = [*EXACT, f"data_loader.args.num_workers={workers}"]
@@ -132,6 +133,7 @@ def wait_for(predicate, timeout=120):
 SLOW = [*EXACT, "data_loader.args.batch_size=4", "trainer.save_period=100", "trainer.epochs=3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
                                        (signal.SIGUSR1, 138)])
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, sig, code):
@@ -167,6 +169,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, sig, code):
     assert not (run / "checkpoint-interrupted.pth").exists()  # superseded by later checkpoints
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(tmp_path):
     proc = start(["-c", DIGITS, *SLOW, "trainer.save_period=1"], tmp_path)
     assert wait_for(lambda: list(tmp_path.glob("models/digits_mlp/*/checkpoint-epoch1.pth")))
@@ -178,6 +181,7 @@ def test_second_ctrl_c_aborts_at_once(tmp_path):
     assert load(latest_checkpoint(run))["epoch"] >= 1  # the previous checkpoint is intact
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_error_and_keeps_checkpoints(tmp_path):
     r = train("-c", DIGITS, "trainer.epochs=2", "trainer.save_period=1", save_dir=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -204,6 +208,7 @@ def test_keep_last_bounds_periodic_checkpoints(tmp_path):
     assert (run / "model_best.pth").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path):
     args = [*EXACT, "data_loader.args.batch_size=16", "trainer.epochs=8"]
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"

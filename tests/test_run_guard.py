@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import ENV, REPO, load, only_run, train, tree_snapshot
 
@@ -18,6 +19,7 @@ def start(args, save):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_folder_and_a_dead_holders_lock_is_taken_over(digits_one_epoch,
                                                                            tmp_path):
     save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
@@ -47,6 +49,7 @@ def test_one_writer_per_run_folder_and_a_dead_holders_lock_is_taken_over(digits_
     assert not list(run.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_mid_epoch_checkpoint_refuses_another_data_order(digits_one_epoch, tmp_path):
     save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
     run = only_run(save, "digits_mlp")

@@ -296,6 +296,7 @@ def test_test_split_predictions_score_like_test_metrics(runs, split_predictions)
     assert read_json(runs[0] / "test_metrics.json") == metrics  # --predict leaves it alone
 
 
+@pytest.mark.slow
 def test_predictions_for_a_csv_of_raw_features(runs, split_predictions, tmp_path):
     from sklearn.datasets import load_digits
 
@@ -318,6 +319,7 @@ def test_predictions_for_a_csv_of_raw_features(runs, split_predictions, tmp_path
         assert float(row["prob_0"]) == pytest.approx(float(by_index[i]["prob_0"]), abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, expected", [
     ("columns", ["row 2 (line 2)", "has 63 columns", "expected 64"]),
     ("cell", ["row 3 (line 4)", "column 6 ('pixel_5')", "expected a number, got 'abc'"]),
@@ -351,6 +353,7 @@ def test_bad_prediction_inputs_are_one_line_errors(runs, tmp_path, capsys, case,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_plot_without_matplotlib_says_how_to_install(runs, tmp_path):
     stub = tmp_path / "stub" / "matplotlib"
     stub.mkdir(parents=True)
