@@ -7,6 +7,11 @@ import atexit
 import os
 import sys
 
+# the script this process runs (`python train.py`): its __main__ module may have lost its
+# __file__ by the time atexit runs, and the working directory may have changed
+_SCRIPT = os.path.abspath(sys.argv[0]) if getattr(sys, "argv", None) and sys.argv[0] \
+    and sys.argv[0] not in ("-c", "-m") else None
+
 
 def record() -> None:
     """Append this process's imported checkout files to $PROJECT_MODULE_LOG/<pid>.txt."""
@@ -14,11 +19,13 @@ def record() -> None:
     if not log or not root or not os.path.isdir(log):
         return
     root = os.path.realpath(root) + os.sep
+    paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
     files = set()
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.realpath(path).startswith(root):
-            files.add(os.path.realpath(path)[len(root):])
+    for path in [_SCRIPT, *paths]:
+        if isinstance(path, str) and os.path.isabs(path):  # (some modules name a bare file)
+            path = os.path.realpath(path)
+            if path.startswith(root):
+                files.add(path[len(root):])
     if files:
         with open(os.path.join(log, f"{os.getpid()}.txt"), "a", encoding="utf-8") as out:
             out.write("".join(f"{name}\n" for name in sorted(files)))
