@@ -76,6 +76,7 @@ def test_auto_starts_fresh_then_finishes_and_refuses_a_changed_config(tmp_path, 
     assert r.returncode == 2 and r.stderr.startswith("error: --resume auto needs -c")
 
 
+@pytest.mark.slow
 def test_auto_takes_the_run_furthest_into_training_not_the_newest_file(tmp_path, train):
     save = tmp_path / "saved"
     r = train("-c", DIGITS, "trainer.epochs=4", "trainer.save_period=1", save_dir=save)

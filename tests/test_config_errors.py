@@ -142,6 +142,7 @@ def test_bad_checkpoints_for_test_py(tmp_path, digits_run, kind):
     assert tree_snapshot(digits_run) == before
 
 
+@pytest.mark.slow
 def test_malicious_checkpoint_never_runs(tmp_path):
     import os
 
@@ -179,6 +180,7 @@ def test_overrides_set_values_and_are_saved(save_dir):
     assert all(torch.equal(v, other[k]) for k, v in ckpt["model_state_dict"].items())
 
 
+@pytest.mark.slow
 def test_lr_and_bs_shortcuts(save_dir):
     r = train("-c", DIGITS, "--lr", "0.005", "--bs", "32", "trainer.epochs=1", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
@@ -195,6 +197,7 @@ def test_dry_run_builds_prints_and_writes_nothing(save_dir):
     assert not save_dir.exists()
 
 
+@pytest.mark.slow
 def test_unknown_top_level_key_is_a_warning(save_dir, tmp_path):
     cfg = config_with(tmp_path, lambda c: c.update(notes="tried lr 0.01 first"))
     r = train("-c", cfg, "--dry-run", save_dir=save_dir)

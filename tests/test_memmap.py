@@ -67,6 +67,7 @@ def test_memory_mapped_run_resumes_exactly(npy, tmp_path):
                         ["model_state_dict"], load(resumed)["model_state_dict"])
 
 
+@pytest.mark.slow
 def test_converter_names_the_bad_cell(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,lots,1\n")

@@ -198,6 +198,7 @@ def test_nan_loss_stops_with_error_and_keeps_checkpoints(tmp_path):
     assert "checkpoint-epoch3.pth" not in after
 
 
+@pytest.mark.slow
 def test_keep_last_bounds_periodic_checkpoints(tmp_path):
     r = train("-c", DIGITS, "trainer.epochs=5", "trainer.save_period=1", "trainer.keep_last=2",
               save_dir=tmp_path)

@@ -63,6 +63,7 @@ def one_error(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_duplicate_keys_are_errors_naming_the_key_and_both_lines(tmp_path):
     yaml_text = (REPO / "config/digits_mlp.yaml").read_text() + "trainer: {epochs: 1}\n"
     first = next(i for i, line in enumerate(yaml_text.splitlines(), 1)

@@ -80,6 +80,7 @@ def test_mid_epoch_checkpoint_refuses_another_data_order(digits_one_epoch, tmp_p
            "64 -> 32" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_an_edited_config_json(digits_one_epoch, tmp_path):
     save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
     run = only_run(save, "digits_mlp")

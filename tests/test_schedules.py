@@ -99,6 +99,7 @@ def test_onecycle_total_steps_auto_runs_to_its_last_step(save_dir, accumulate):
     assert steps[-1][1] == pytest.approx(max_lr / 25 / 1e4, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_chained_scheduler_and_epoch_interval_auto(save_dir):
     r = train("-c", DIGITS, *SMALL, "trainer.epochs=4",
               "lr_scheduler={type: ChainedScheduler, args: {schedulers: ["
