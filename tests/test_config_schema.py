@@ -128,6 +128,7 @@ def test_a_file_with_a_base_need_not_be_complete(validator):
                        for k in sorted(["name", "data_loader", "optimizer", "loss", "trainer"])]
 
 
+@pytest.mark.slow
 def test_print_config_reloads_to_the_runs_config_json(tmp_path):
     """A composed config (_base_, ${...}, a $schema key, an override), printed as YAML and as
     JSON, then trained: both printouts read back to the run's config.json."""

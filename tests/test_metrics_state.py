@@ -118,6 +118,7 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_metrics_merged_across_two_ranks_equal_sklearn_with_fixed_size_exchange(tmp_path):
     data = random_data(2)
     torch.save(data, tmp_path / "data.pt")
