@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from logger import mlflow_logger, mlflow_reach
@@ -14,6 +15,7 @@ from utils.csv_table import write_csv
 from utils.errors import ConfigError, did_you_mean
 
 LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
+FLUSH_EVERY_S = 1.0  # metrics.csv: the longest a finished epoch's row waits for its write
 
 
 def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
@@ -25,9 +27,11 @@ def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
 
 class MetricsCSV:
     """metrics.csv, one row per epoch. On resume it is rewritten from the
-    checkpoint's history first, so no epoch appears twice. Each epoch the whole (small)
-    file is written again to a temporary file and renamed over it, so a reader sees whole
-    rows and a link planted in its place is replaced, never written through. A row with a
+    checkpoint's history first, so no epoch appears twice. The whole (small) file is written
+    again to a temporary file and renamed over it, so a reader sees whole rows and a link
+    planted in its place is replaced, never written through; at most every FLUSH_EVERY_S
+    seconds, and always on flush() (before each checkpoint and when the fit ends), so fast
+    epochs do not pay a file rename each. A row with a
     key the columns lack (one a callback added: grad_norm) adds a column before `lr`."""
 
     def __init__(self, path: Path, columns: list[str], history: list[dict]):
@@ -35,12 +39,13 @@ class MetricsCSV:
         self.columns = list(columns)
         self.rows = list(history)
         self._add_columns(self.rows)
-        self._flush()
+        self.flush()
 
     def write(self, row: dict) -> None:
         self.rows.append(row)
         self._add_columns([row])
-        self._flush()
+        if time.monotonic() - self.flushed_at >= FLUSH_EVERY_S:
+            self.flush()
 
     def _add_columns(self, rows: list[dict]) -> bool:
         new = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in self.columns]
@@ -48,8 +53,9 @@ class MetricsCSV:
         self.columns[at:at] = new
         return bool(new)
 
-    def _flush(self) -> None:
-        # no fsync: a resume writes the file again from the checkpoint's history
+    def flush(self) -> None:
+        """Write the file now (no fsync: a resume writes it again from the checkpoint)."""
+        self.flushed_at = time.monotonic()
         write_csv(self.path, self.columns,
                   [[row.get(column, "") for column in self.columns] for row in self.rows],
                   durable=False)

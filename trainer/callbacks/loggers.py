@@ -37,6 +37,14 @@ class CSVLogger(BuiltinCallback):
     def on_epoch_end(self, trainer: Any, epoch: int, log: dict) -> None:
         self.csv.write(log)
 
+    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
+        if self.csv is not None:
+            self.csv.flush()
+
+    def on_fit_end(self, trainer: Any) -> None:
+        if self.csv is not None:
+            self.csv.flush()
+
 
 class TensorBoardLogger(BuiltinCallback):
     """TensorBoard event files (trainer.tensorboard: true, rank 0): the epoch's scalars and,
