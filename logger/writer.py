@@ -30,8 +30,8 @@ class MetricsCSV:
     checkpoint's history first, so no epoch appears twice. The whole (small) file is written
     again to a temporary file and renamed over it, so a reader sees whole rows and a link
     planted in its place is replaced, never written through; at most every FLUSH_EVERY_S
-    seconds, and always on flush() (before each checkpoint and when the fit ends), so fast
-    epochs do not pay a file rename each. A row with a
+    seconds after the fit's first row, and always on flush() (before each checkpoint and when
+    the fit ends), so fast epochs do not pay a file rename each. A row with a
     key the columns lack (one a callback added: grad_norm) adds a column before `lr`."""
 
     def __init__(self, path: Path, columns: list[str], history: list[dict]):
@@ -40,6 +40,7 @@ class MetricsCSV:
         self.rows = list(history)
         self._add_columns(self.rows)
         self.flush()
+        self.flushed_at = -FLUSH_EVERY_S  # the fit's first row is written at once
 
     def write(self, row: dict) -> None:
         self.rows.append(row)
