@@ -152,7 +152,7 @@ def test_unknown_suffix_lists_the_three(mlp_ckpt, tmp_path, capsys):
 def test_missing_extra_names_the_pip_command(monkeypatch):
     import importlib.util
 
-    from trainer import export as export_module
+    from trainer.inference import export as export_module
     from utils.errors import RunError
 
     real = importlib.util.find_spec
