@@ -13,9 +13,6 @@ from conftest import ENV, REPO, copy_checkout, read_json
 
 from logger.console import MAX_WIDTH, Heartbeat, epoch_line
 
-# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("console")
-
 
 def run_as_printed(command: str, cwd: Path) -> subprocess.CompletedProcess:
     """A command line printed for a person, run as a shell would ('python' = this Python)."""

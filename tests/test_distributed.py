@@ -33,9 +33,6 @@ from conftest import (
 
 from utils.checkpoint import history_rows
 
-# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("distributed")
-
 DIGITS = REPO / "config/digits_mlp.json"
 # 1797 digits: 359 test, 1406 validation -> exactly 32 training samples (one step of 32)
 ONE_STEP = ["data_loader.args.test_split=359", "data_loader.args.validation_split=1406",

@@ -12,9 +12,6 @@ import pytest
 import torch
 from conftest import REPO, load, only_run, read_csv, run_script, train
 
-# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("export")
-
 _spec = importlib.util.spec_from_file_location("test_entry_point", REPO / "test.py")
 TEST_PY = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(TEST_PY)

@@ -16,9 +16,6 @@ import yaml
 
 from tests.conftest import ENV, REPO, load, read_csv, read_json, run_script, train
 
-# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("folds")
-
 EPOCHS = 25
 
 

@@ -14,9 +14,6 @@ import pytest
 import torch
 from conftest import ENV, REPO, load_config, read_csv, read_json, run_dirs, run_script, train
 
-# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("visual")
-
 DIGITS_JSON = REPO / "config/digits_mlp.json"
 TINY = ("trainer.epochs=2", "trainer.verbosity=1")
 
