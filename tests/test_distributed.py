@@ -109,8 +109,8 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 
 def single_process_evaluation(ckpt_path: Path, split: str, amp: str = "off") -> dict:
     """The checkpoint's model evaluated in this process on its 'valid' or 'test' split."""
-    from trainer import evaluate
     from trainer.config.parse_config import ConfigParser
+    from trainer.loop.trainer import evaluate
     from utils.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
