@@ -44,8 +44,9 @@ AMP_MODES = ("off", "bf16", "fp16")
 TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
              "lr_scheduler", "trainer", "sweep")
 REQUIRED = ("name", "arch", "data_loader", "optimizer", "loss", "trainer")
-# data loader arguments the training code passes itself
-INJECTED_LOADER_ARGS = ("training", "seed")
+# data loader arguments the training code passes itself (`trust` only to a loader that takes it:
+# one that resolves dotted types of its own, such as ImageFolderDataLoader's transforms)
+INJECTED_LOADER_ARGS = ("training", "seed", "trust")
 # data loader arguments of every loader, applied by the builder: sampler: balanced | null
 SAMPLER_ARGS = ("sampler",)
 SAMPLERS = (None, "balanced")

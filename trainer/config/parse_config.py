@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,8 @@ class ConfigParser:
         cls = DATA_LOADERS.get(sec["type"], "data_loader.type", self.trust)
         args = _args_of(sec)
         options = {k: args.pop(k) for k in LOADER_OPTIONS if k in args}
+        if "trust" in inspect.signature(cls).parameters:  # it resolves dotted types itself
+            args["trust"] = self.trust
         loader = _build("data_loader.args", cls, **args, training=training,
                         seed=self.config["seed"])
         apply_loader_options(loader, sec["type"], options, training)
