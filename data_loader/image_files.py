@@ -68,9 +68,10 @@ def folder_tree(root: Path, arg: str = "root") -> tuple[list[Path], list[int], l
     return files, labels, classes
 
 
-def csv_rows(path: Path, arg: str, need_label: bool = True) -> tuple[list[Path], list[str]]:
-    """(image paths, label cells) of a CSV with the columns `path` and `label` (the label
-    column may be missing when `need_label` is false: its cells are then '')."""
+def csv_rows(path: Path, arg: str, need_label: bool = True
+             ) -> tuple[list[Path], list[str], list[str]]:
+    """(image paths, label cells, paths as written) of a CSV with the columns `path` and
+    `label` (the label column may be missing when `need_label` is false: its cells are '')."""
     try:
         rows = read_rows(path)
     except ValueError as e:
@@ -85,22 +86,23 @@ def csv_rows(path: Path, arg: str, need_label: bool = True) -> tuple[list[Path],
         raise ArgError(arg, f"{path}: no rows below the header")
     p_col = header.index("path")
     l_col = header.index("label") if "label" in header else None
-    files, labels = [], []
+    files, labels, written = [], [], []
     for i, (line, cells) in enumerate(rows, start=1):
         if len(cells) != len(header):
             raise ArgError(arg, f"{path}: row {i} (line {line}) has {len(cells)} fields, the "
                                 f"header has {len(header)}")
-        file = Path(cells[p_col].strip()).expanduser()
+        written.append(cells[p_col].strip())
+        file = Path(written[-1]).expanduser()
         files.append(file if file.is_absolute() else path.parent / file)
         labels.append(cells[l_col].strip() if l_col is not None else "")
         if need_label and not labels[-1]:
             raise ArgError(arg, f"{path}: row {i} (line {line}): empty label")
-    return files, labels
+    return files, labels, written
 
 
 def csv_table(path: Path, arg: str = "root") -> tuple[list[Path], list[int], list[str]]:
     """(files, class ids, class names) of a CSV of `path,label`."""
-    files, cells = csv_rows(path, arg)
+    files, cells, _ = csv_rows(path, arg)
     ids, names = class_ids(cells)
     if not names:  # integer labels: the ids themselves
         names = [str(k) for k in range(max(ids) + 1)]

@@ -140,10 +140,9 @@ class ImageFolderDataLoader(OnDevice, BaseDataLoader):
             shown = [str(f.relative_to(path)) for f in files]
         elif path.is_file() and not is_image(path):
             try:
-                files, _ = csv_rows(path, "--predict", need_label=False)
+                files, _, shown = csv_rows(path, "--predict", need_label=False)
             except ArgError as e:
                 raise ConfigError(f"--predict: {e}") from None
-            shown = [str(f) for f in files]
         else:
             raise ConfigError(f"--predict {source}: not found (expected a folder of images or a "
                               f"CSV file with a path column)")

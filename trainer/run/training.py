@@ -84,6 +84,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
+    batches_on(device, parts.data_loader, parts.valid_data_loader)
     model = compile_model(model, config.trainer["compile"])  # checkpoints: the plain module
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
@@ -150,6 +151,14 @@ def open_run_folder(config: ConfigParser, run_file: Path | None) -> RunFolder:
     return run
 
 
+def batches_on(device: torch.device, *loaders) -> None:
+    """Loaders that finish their batches on the model's device (ImageFolderDataLoader's
+    transforms: `set_device`) do it there from now on."""
+    for loader in loaders:
+        if callable(getattr(loader, "set_device", None)):
+            loader.set_device(device)
+
+
 def wrap_for_devices(model: torch.nn.Module, device: torch.device,
                      device_ids: list[int]) -> torch.nn.Module:
     """DistributedDataParallel under torchrun, DataParallel for n_gpu > 1, else the model."""
@@ -204,6 +213,7 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
         return export_test_batch(model, config.config, data_loader, export) if dist.is_main() else 0
     device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
     model = model.to(device)
+    batches_on(device, data_loader)
     if predict_input is not None:  # rank 0 predicts the whole file or split
         if dist.is_main():
             out = output or checkpoint.parent / "predictions.csv"
