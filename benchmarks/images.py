@@ -28,14 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.overhead import TrainerRunner  # noqa: E402
+from logger.logger import setup_logging  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
+from trainer.loop.trainer import Trainer  # noqa: E402
+from trainer.run.run_folder import create_run_folder  # noqa: E402
+from trainer.run.training import batches_on  # noqa: E402
 
 CONFIG = REPO / "config/images_cnn.yaml"
 WARMUP_EPOCHS = 1
@@ -53,6 +57,26 @@ def build(args, workers: int, epochs: int):
     return config, config.build_all()
 
 
+class TrainerRunner:
+    """The project's Trainer (batches finished on its device, as train.py does); `run(n)`
+    trains the next n epochs."""
+
+    def __init__(self, config, parts):
+        setup_logging(0)
+        device = torch.device("cpu")
+        batches_on(device, parts.data_loader, parts.valid_data_loader)
+        self.trainer = Trainer(parts.model, parts.criterion, parts.metrics, parts.optimizer,
+                               config, device, parts.data_loader, parts.valid_data_loader,
+                               parts.lr_scheduler, run_folder=create_run_folder(config))
+        self.done = 0
+
+    def run(self, epochs: int) -> None:
+        t = self.trainer
+        t.start_epoch, t.epochs = self.done + 1, self.done + epochs
+        t.train()
+        self.done += epochs
+
+
 class Files(torch.utils.data.Dataset):
     """The hand-written dataset: (path, label) pairs, each opened with Pillow on access."""
 
@@ -63,7 +87,6 @@ class Files(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        import numpy as np
         from PIL import Image
 
         path, label = self.items[i]

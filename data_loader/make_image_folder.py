@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.datasets import load_digits
 
 CANVAS = 28
 
@@ -38,8 +39,6 @@ def render(digit: np.ndarray, rng: np.random.Generator):
 
 def write_digits(folder: Path, seed: int = 0) -> int:
     """Write the PNGs under `folder`; the number of files written."""
-    from sklearn.datasets import load_digits
-
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)
     for k in range(10):

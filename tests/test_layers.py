@@ -17,7 +17,7 @@ LAYERS = {"utils": 0, "logger": 1, "base": 2, "model": 3, "data_loader": 3, "tra
           "sweep": 5, "train": 6, "test": 6, "api": 6, "new_project": 6, "benchmarks": 7}
 PACKAGES = {name for name in LAYERS if (REPO / name).is_dir()}
 OPTIONAL = ("torch.utils.tensorboard", "matplotlib", "optuna", "torchmetrics", "mlflow",
-            "onnx", "onnxruntime", "safetensors")
+            "onnx", "onnxruntime", "safetensors", "PIL", "kornia")
 ENTRY_POINTS = ("train.py", "test.py", "api.py", "new_project.py")
 
 
