@@ -33,9 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                          "(default: test_metrics.json beside the checkpoint), "
                                          "or with --predict the predictions CSV "
                                          "(default: predictions.csv beside the checkpoint)")
-    parser.add_argument("--predict", nargs="?", const="", metavar="INPUT_CSV",
+    parser.add_argument("--predict", nargs="?", const="", metavar="INPUT",
                         help="write predictions instead of metrics: for a CSV file of raw "
-                             "features, or for the test split when no file is given")
+                             "features (an image model: a folder of images, or a CSV with a "
+                             "path column), or for the test split when no input is given")
     parser.add_argument("--weights", choices=("raw", "ema", "swa"),
                         help="which weights to evaluate: the trained (raw) ones, the moving "
                              "average of trainer.ema or the average of trainer.swa (default: "

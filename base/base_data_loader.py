@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -308,3 +309,11 @@ class BaseDataLoader(IndexedLoader):
             return None
         x = tensors[0][self.train_indices].double()
         return x.mean(0).float(), x.std(0, unbiased=False).float()
+
+
+def batches_on(device: torch.device, *loaders: Any) -> None:
+    """Loaders that finish their batches on the model's device (ImageFolderDataLoader's
+    transforms: `set_device`) do it there from now on."""
+    for loader in loaders:
+        if callable(getattr(loader, "set_device", None)):
+            loader.set_device(device)

@@ -39,15 +39,21 @@ class BaseModel(nn.Module, ABC):
 
     @torch.no_grad()
     def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Copy training-split statistics into the buffers (std of 0 becomes 1)."""
+        """Copy training-split statistics into the buffers (std of 0 becomes 1); statistics of
+        a broadcastable shape (per channel, (C, 1, 1)) are repeated over the buffers' shape."""
         if self.input_mean is None:
             return
-        if mean.numel() != self.input_mean.numel():
-            raise ValueError(f"the model takes inputs of shape {tuple(self.input_mean.shape)} "
-                             f"but the data has {mean.numel()} features per example")
+        shape = self.input_mean.shape
+        if mean.numel() == self.input_mean.numel():
+            mean, std = mean.reshape(shape), std.reshape(shape)
+        elif mean.dim() == len(shape) and all(a in (1, b) for a, b in zip(mean.shape, shape)):
+            mean, std = mean.expand(shape), std.expand(shape)  # per channel: (C, 1, 1)
+        else:
+            raise ValueError(f"the model takes inputs of shape {tuple(shape)} but the data has "
+                             f"{mean.numel()} features per example")
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        self.input_mean.copy_(mean.reshape(self.input_mean.shape))
-        self.input_std.copy_(std.reshape(self.input_std.shape))
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

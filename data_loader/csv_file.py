@@ -56,7 +56,7 @@ def _column_numbers(rows: list[tuple[int, list[str]]], col: int, name: str,
             for i, (line, r) in enumerate(rows, start=1)]
 
 
-def _class_ids(values: list[str]) -> tuple[list[int], list[str]]:
+def class_ids(values: list[str]) -> tuple[list[int], list[str]]:
     """Labels as class ids: non-negative integers stay as they are; any other labels
     (names) become 0..K-1 in sorted order. Returns (ids, names in id order or [])."""
     stripped = [v.strip() for v in values]
@@ -102,7 +102,7 @@ def read_csv_table(path: str, target: str, task: str, features: list[str] | None
         if not r[t_col].strip():
             place = cell_place(file, i, line, f"'{target}'")
             raise ValueError(f"{place}: expected a class label, got an empty value")
-    ids, class_names = _class_ids([r[t_col] for _, r in rows])
+    ids, class_names = class_ids([r[t_col] for _, r in rows])
     return x_t, torch.tensor(ids, dtype=torch.int64), names, class_names
 
 

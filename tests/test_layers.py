@@ -20,7 +20,7 @@ PACKAGES = {name for name in LAYERS if (REPO / name).is_dir()}
 # its data sets, k-fold splits and the classification report need it, and a run that uses none
 # of them (a CSV file, a sequence task) must not pay for importing it (tests/test_imports.py)
 OPTIONAL = ("torch.utils.tensorboard", "matplotlib", "optuna", "torchmetrics", "mlflow",
-            "onnx", "onnxruntime", "safetensors", "sklearn")
+            "onnx", "onnxruntime", "safetensors", "sklearn", "PIL", "kornia")
 ENTRY_POINTS = ("train.py", "test.py", "api.py", "new_project.py")
 
 

@@ -16,7 +16,7 @@ from utils.registry import Kind, Trust, is_import_path, resolve_type
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 # data loader arguments the training code passes itself
-INJECTED_LOADER_ARGS = ("training", "seed")
+INJECTED_LOADER_ARGS = ("training", "seed", "trust")
 
 
 def is_int(value: Any) -> bool:

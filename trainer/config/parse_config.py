@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,8 @@ class ConfigParser:
         args = _args_of(sec)
         options = loader_options(args)
         args = {k: v for k, v in args.items() if k not in LOADER_OPTIONS}
+        if "trust" in inspect.signature(cls).parameters:  # it resolves dotted types itself
+            args["trust"] = self.trust
         loader = _build("data_loader.args", cls, **args, training=training,
                         seed=self.config["seed"])
         apply_loader_options(loader, sec["type"], options, training)

@@ -1,6 +1,6 @@
-"""Predictions of a trained model: on the test split, or on a user's CSV file of features.
+"""Predictions of a trained model: on the test split, a user's CSV file of features, or images.
 
-    python test.py -r <checkpoint> --predict [input.csv] [--output predictions.csv]
+    python test.py -r <checkpoint> --predict [input.csv | FOLDER | images.csv] [--output FILE]
 
 The model standardizes its inputs itself (BaseModel's buffers), so raw
 features go in as they are. Classification (integer targets, more than one
@@ -172,8 +172,29 @@ def predict_file(model, loader, device, input_csv: Path, out: Path, arch: str = 
     return out
 
 
+@torch.no_grad()
+def predict_images(model, loader, device, source: str, out: Path) -> Path:
+    """predictions.csv for image files (a folder, at any depth, or a CSV's `path` column;
+    `loader.prediction_batches`): path, predicted class name, each class's probability."""
+    batches, paths = loader.prediction_batches(source)
+    batches.set_device(device)
+    output, _ = collect_outputs(model, batches, device)
+    names = list(loader.class_names)
+    if output.dim() != 2 or output.shape[1] != len(names):
+        raise ConfigError(f"--predict {source}: the model gives {list(output.shape[1:])} "
+                          f"outputs per image, the data has {len(names)} classes")
+    probs = torch.softmax(output.double(), dim=1)
+    rows = [[p, names[k], *(f"{v:.6g}" for v in ps)]
+            for p, k, ps in zip(paths, output.argmax(dim=1).tolist(), probs.tolist())]
+    write_csv(out, ["path", "prediction", *[f"prob_{n}" for n in names]], rows)
+    return out
+
+
 def predict(model, loader, device, input_csv: str | None, out: Path, arch: str = "") -> Path:
-    """Predictions of the test split (input_csv None or '') or of a CSV file, written to `out`."""
+    """Predictions of the test split (input_csv None or ''), of image files (a loader with
+    `prediction_batches`: a folder or CSV of paths) or of a CSV file of features, to `out`."""
+    if input_csv and callable(getattr(loader, "prediction_batches", None)):
+        return predict_images(model, loader, device, input_csv, out)
     if input_csv:
         return predict_file(model, loader, device, Path(input_csv), out, arch)
     return predict_test_split(model, loader, device, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from base.base_data_loader import batches_on
 from logger.class_report import write_test_report
 from logger.logger import setup_logging
 from trainer.config.parse_config import ConfigParser
@@ -42,6 +43,7 @@ def test(checkpoint: Path, output: Path | None = None, predict_input: str | None
         return export_test_batch(model, config.config, data_loader, export) if dist.is_main() else 0
     device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
     model = model.to(device)
+    batches_on(device, data_loader)
     if predict_input is not None:  # rank 0 predicts the whole file or split
         if dist.is_main():
             out = output or checkpoint.parent / "predictions.csv"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from base.base_data_loader import batches_on
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers
@@ -81,6 +82,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
     model = wrap_for_devices(parts.model.to(device), device, device_ids)
+    batches_on(device, parts.data_loader, parts.valid_data_loader)
     model = compile_model(model, config.trainer["compile"])  # checkpoints: the plain module
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
