@@ -100,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         return missing_dependency(e)
 
     try:
-        if args.print_schema or args.print_config:  # print, write nothing, exit 0
-            print(schema_text() if args.print_schema else
-                  dump_config(ConfigParser.from_args(args).config, args.print_config), end="")
+        if args.print_schema:  # print, write nothing, exit 0
+            print(schema_text(), end="")
+            return 0
+        if args.print_config:  # checked as --dry-run checks it (components built), no files
+            config = ConfigParser.from_args(args)
+            config.build_all()
+            print(dump_config(config.config, args.print_config), end="")
             return 0
         if args.find_lr or args.apply:  # the range test: no sweep, no run folder
             return find_lr(args)
