@@ -21,10 +21,10 @@ def parse_value(text: str, key: str = "") -> Any:
     deeper than MAX_DEPTH is an error naming `key`."""
     try:
         value = parse_value_text(text)
-        for item in sweep_values(value) if isinstance(value, Choice | Range) else [value]:
-            check_config_limits(item, key)
     except ConfigError as e:
         raise ConfigError(f"{key}: {e}" if key else str(e)) from None
+    for item in sweep_values(value) if isinstance(value, Choice | Range) else [value]:
+        check_config_limits(item, key)  # its errors name the key
     return value
 
 
