@@ -79,7 +79,7 @@ def split_override(item: str) -> tuple[str, str, bool]:
 
 def sweep_error(ov: Override, value: Any) -> ConfigError:
     """The one line for a sweep value in a run without -m."""
-    what = "a,b lists values" if isinstance(value, Choice) and value.simple else \
+    what = "a comma lists choices" if isinstance(value, Choice) and value.simple else \
         f"{type(value).__name__.lower()}(...) is a sweep"
     hint = f"; write {ov.key}=[{ov.text}] for a list, or quote the value ({ov.key}='{ov.text}') " \
         f"for a string" if isinstance(value, Choice) and value.simple else ""
