@@ -147,7 +147,7 @@ def encoded(value: Any) -> Any:
     """A parameter value as Optuna stores it: a number, text, bool or None as it is; a list
     or mapping as its JSON text."""
     return value if value is None or isinstance(value, bool | int | float | str) else \
-        json.dumps(value, sort_keys=True)
+        json.dumps(value)  # as sweep/optuna_search.py encodes them
 
 
 def distribution(optuna: Any, param: Param) -> Any:
