@@ -96,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         return missing_dependency(e)
 
     try:  # below, each import only for the commands that need it (tests/test_imports.py)
-        if args.print_schema or args.print_config:  # print, write nothing, exit 0
+        if args.print_schema:  # print, write nothing, exit 0
             from trainer.config.json_schema import schema_text
+            print(schema_text(), end="")
+            return 0
+        if args.print_config:  # checked as --dry-run checks it (components built), no files
             from utils.config_io import dump_config
-            print(schema_text() if args.print_schema else
-                  dump_config(ConfigParser.from_args(args).config, args.print_config), end="")
+            config = ConfigParser.from_args(args)
+            config.build_all()
+            print(dump_config(config.config, args.print_config), end="")
             return 0
         if args.find_lr or args.apply:  # the range test: no sweep, no run folder
             from trainer.run.lr_finder import find_lr

@@ -122,7 +122,9 @@ class CsvDataLoader(BaseDataLoader):
                  training: bool = True, seed: int = 0):
         x, y, self.feature_names, self.class_names = read_csv_table(path, target, task, features,
                                                                    delimiter)
-        self.task = task
+        self.task, self.target = task, target
+        self.n_classes = (len(self.class_names) or int(y.max()) + 1) \
+            if task == "classification" and len(y) else None  # for the check of out_features
         super().__init__(TensorDataset(x, y), batch_size, shuffle, validation_split, num_workers,
                          test_split=test_split, training=training, seed=seed,
                          split_seed=split_seed, standardize=standardize)

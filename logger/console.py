@@ -63,15 +63,29 @@ def resume_hint(launch: str, checkpoint: str | Path, extra: str = "") -> str:
     return f"{launch} -r {shell_path(checkpoint)}" + (f" {extra}" if extra else "")
 
 
-def next_commands(best: Path | None, last: Path | None, epochs: int, launch: str) -> list[str]:
+def next_commands(best: Path | None, last: Path | None, epochs: int, launch: str,
+                  early_stop: int = 0, one_cycle: Path | None = None) -> list[str]:
     """The lines a finished run ends with: how to evaluate it and how to train on.
 
-    trainer.epochs is the total number of epochs, so training on needs a larger one."""
+    trainer.epochs is the total number of epochs, so training on needs a larger one. After
+    an early stop (`early_stop`: the patience that ended it) training on needs
+    trainer.early_stop=0, or it stops again after one epoch; a OneCycleLR schedule ends where
+    it was planned to, so training on is a new cycle from the weights (fine-tuning with the
+    run's config.json, `one_cycle`, its total_steps computed again)."""
     lines = []
     evaluate = best or last
     if evaluate is not None:
         lines.append(f"evaluate:     python test.py -r {shell_path(evaluate)}")
-    if last is not None:
+    if last is None:
+        return lines
+    if one_cycle is not None:
+        lines.append(f"train longer: {launch} -c {shell_path(one_cycle)} -r {shell_path(last)} "
+                     f"trainer.epochs={2 * epochs} lr_scheduler.args.total_steps=auto  "
+                     f"(a new one-cycle schedule from these weights)")
+    elif early_stop:
+        lines.append("train longer: " + resume_hint(launch, last, "trainer.early_stop=0")
+                     + f"  (trainer.early_stop={early_stop} stopped it; 0 turns it off)")
+    else:
         lines.append("train longer: " + resume_hint(launch, last, f"trainer.epochs={2 * epochs}"))
     return lines
 

@@ -307,7 +307,7 @@ def default_output(paths: list[Path]) -> Path:
         return (first if first.is_dir() else first.parent) / "sweep.png"
     if len(paths) > 1:
         return Path("learning_curves.png")
-    return (first if first.is_dir() else first.parent) / "learning_curve.png"
+    return find_metrics_csv(first).parent / "learning_curve.png"  # the run's log folder
 
 
 def plot(paths: list[Path], out: Path | None = None) -> Path:
@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                              "saved/models/<name>/latest: the newest), "
                              "metrics.csv, or a sweep folder holding summary.csv")
     parser.add_argument("-o", "--output", type=Path,
-                        help="PNG to write (default: learning_curve.png in the run folder; "
+                        help="PNG to write (default: learning_curve.png in the run's log "
+                             "folder, saved/log/<name>/<run_id>, beside its metrics.csv; "
                              "learning_curves.png here for several runs; sweep.png in a sweep "
                              "folder)")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ system attribute of the trial.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import threading
@@ -32,7 +33,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sweep.definition import Sweep
+from sweep.definition import Param, Sweep
 from sweep.journal import held, journal_backend
 from utils.errors import ConfigError, RunError
 
@@ -142,6 +143,24 @@ def wait_for_writer(run_dir: str | Path | None, timeout: float) -> None:
         os.close(fd)  # releases it again
 
 
+def encoded(value: Any) -> Any:
+    """A parameter value as Optuna stores it: a number, text, bool or None as it is; a list
+    or mapping as its JSON text."""
+    return value if value is None or isinstance(value, bool | int | float | str) else \
+        json.dumps(value)  # as sweep/optuna_search.py encodes them
+
+
+def distribution(optuna: Any, param: Param) -> Any:
+    """The Optuna distribution of a swept parameter: its choices, or its low/high range."""
+    dists = optuna.distributions
+    if param.values is not None:
+        return dists.CategoricalDistribution(list(dict.fromkeys(map(encoded, param.values))))
+    log = "log" in param.distribution
+    if param.distribution.startswith("int"):
+        return dists.IntDistribution(int(param.low), int(param.high), log=log)
+    return dists.FloatDistribution(float(param.low), float(param.high), log=log)
+
+
 class TrialQueue:
     """The study of one sweep as a queue of trials, shared by every worker."""
 
@@ -197,16 +216,29 @@ class TrialQueue:
                     if storage.set_trial_state_values(t._trial_id, state=self.state.FAIL):
                         retry_callback(self.optuna)(self.study, storage.get_trial(t._trial_id))
 
-    def enqueue(self, points: list[int]) -> int:
-        """Enqueue the points that no trial is waiting for or running; how many were new."""
+    def enqueue(self, points: list[int], params: dict[int, dict] | None = None) -> int:
+        """Enqueue the points that no trial is waiting for or running, each with its
+        parameters (`params`: point -> label -> value); how many were new."""
         with self.locked():
             self.fail_stale()
             queued = {t.user_attrs.get("point")
                       for t in self.trials(self.state.WAITING, self.state.RUNNING)}
             new = [n for n in points if n not in queued]
             for n in new:
-                self.study.enqueue_trial({}, user_attrs={"point": n})
+                values = (params or {}).get(n, {})
+                self.study.enqueue_trial({k: encoded(v) for k, v in values.items()},
+                                         user_attrs={"point": n})
             return len(new)
+
+    def record_params(self, trial: Any, values: dict[str, Any]) -> None:
+        """Store the planned trial's parameters on the asked trial with their distributions,
+        as a sampler's suggest_* would (study.best_params, trials_dataframe())."""
+        storage, have = self.study._storage, self.frozen(trial).params
+        for p in self.sweep.params:
+            if p.label in values and p.label not in have:
+                dist = distribution(self.optuna, p)
+                storage.set_trial_param(trial._trial_id, p.label,
+                                        dist.to_internal_repr(encoded(values[p.label])), dist)
 
     def take(self, may_sample: bool = False) -> Any | None:
         """The next waiting trial for this worker (a new sampled one when `may_sample` and

@@ -71,7 +71,7 @@ class QueuedPlan:
         todo = [t for t in sweep.plan if not is_done(records.get(t.key), self.test)]
         to_test = sum(is_done(records.get(t.key), False) for t in todo)
         self.queue = TrialQueue(sweep, self.optuna)
-        new = self.queue.enqueue([t.number for t in todo])
+        new = self.queue.enqueue([t.number for t in todo], {t.number: t.params for t in todo})
         self.launcher = launcher = Launcher(max(1, min(self.jobs, len(todo))))
         say(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method}, {len(sweep.plan)} trials, "
             f"{len(sweep.plan) - len(todo)} finished earlier, {len(todo) - to_test} to run"
@@ -103,6 +103,7 @@ class QueuedPlan:
             queue.tell(asked, attrs={"surplus": True})  # that sweep's rerun enqueues it again
             return
         trial = sweep.plan[point]
+        queue.record_params(asked, trial.params)
         with queue.heartbeat(asked):
             earlier = record_of(sweep, trial) or {}
             if is_done(earlier, self.test):  # done by a worker that died before telling

@@ -47,11 +47,11 @@ from utils.config_io import (
     command_overrides,
     has_path,
     load_config_file,
-    parse_override,
-    split_choices,
 )
 from utils.errors import ConfigError, check_keys, did_you_mean
 from utils.options import SWEEP, check_value, value_of
+from utils.override_items import parse_override, sweep_error, sweep_values
+from utils.override_sweeps import Choice, Interval, Range
 from utils.schema import expect, is_int, is_number
 
 # ---------------------------------------------------------------- command line
@@ -113,15 +113,23 @@ def check_sweep_options(args: Any, raw: dict | None, jobs: int | None) -> None:
 
 def split_command_line(args: Any, multirun: bool,
                        raw: dict) -> tuple[list[tuple[str, str]], list[Param]]:
-    """The overrides that fix a key, as (item, key), and the -m KEY=a,b lists that sweep one
-    (+KEY=a,b adds a key the config lacks, ++KEY=a,b adds or overrides, as in Hydra)."""
-    fixed, cli_params = [], []
+    """The overrides that fix a key, as (item, key), and the -m sweeps (KEY=a,b, choice(...),
+    range(...), interval(...)) that sweep one (+KEY=... adds a key the config lacks, ++KEY=...
+    adds or overrides, as in Hydra). As in Hydra's sweeper, the last override of a key wins."""
+    latest: dict[str, tuple[str, Any]] = {}  # '+key' -> (item, parsed value)
     for item in command_overrides(args):
         ov = parse_override(item)
-        choices = split_choices(ov.text) if ov.text is not None else []
-        if not (multirun and len(choices) > 1):
+        prefix = "" if ov.op == "=" else ov.op
+        latest.pop(prefix + ov.key, None)
+        latest[prefix + ov.key] = (item, ov.value if ov.text is not None else None)
+    fixed, cli_params = [], []
+    for item, value in latest.values():
+        ov = parse_override(item)
+        if not isinstance(value, Choice | Range | Interval):
             fixed.append((item, ov.key))
             continue
+        if not multirun:
+            raise sweep_error(ov, value)
         if ov.key.split(".")[0] == "sweep" or ov.op == "~":
             raise ConfigError(f"override '{item}': "
                               + ("the sweep section itself cannot be swept; quote the value"
@@ -129,7 +137,14 @@ def split_command_line(args: Any, multirun: bool,
         if ov.op == "+" and has_path(raw, ov.key):
             raise ConfigError(f"override '{item}': {ov.key}: already in the config, '+' only "
                               f"adds new keys; write {item[1:]} to sweep it")
-        cli_params.append(Param(ov.key, ov.op != "=", values=[ov.parse(c) for c in choices]))
+        if isinstance(value, Interval):
+            cli_params.append(Param(ov.key, ov.op != "=", distribution=value.distribution,
+                                    low=value.low, high=value.high))
+        else:
+            try:
+                cli_params.append(Param(ov.key, ov.op != "=", values=sweep_values(value)))
+            except ConfigError as e:
+                raise ConfigError(f"override '{item}': {e}") from None
     return fixed, cli_params
 
 
@@ -247,6 +262,10 @@ def parse_params(section: dict, method: str, cli_params: list[Param],
         params[p.key] = p
     if method == "grid":
         for p in params.values():
+            if p.values is None and p in cli_params:
+                raise ConfigError(f"{p.label}=interval(...): a grid cannot sweep a continuous "
+                                  f"interval; list values (a,b,c or range(...)), or set "
+                                  f"sweep.method=random (with sweep.trials=N) or tpe")
             if p.values is None:
                 raise ConfigError(f"sweep.parameters.{p.label}: method grid needs a list of "
                                   "values; distributions need method random or an Optuna method")

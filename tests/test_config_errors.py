@@ -166,7 +166,8 @@ def test_overrides_set_values_and_are_saved(save_dir):
     run = only_run(save_dir, "digits_mlp")
     saved = read_json(run / "config.json")
     assert saved["trainer"]["epochs"] == 2 and saved["arch"]["args"]["depth"] == 3
-    assert saved["optimizer"] == {"type": "SGD", "args": {"lr": 0.05, "momentum": 0.9}}
+    assert saved["optimizer"] == {"type": "SGD",  # a mapping merges into the file's (Hydra)
+                                  "args": {"lr": 0.05, "weight_decay": 0.0, "momentum": 0.9}}
     ckpt = load(run / "checkpoint-epoch2.pth")
     assert ckpt["epoch"] == 2 and ckpt["config"] == saved
     hidden_linears = [k for k in ckpt["model_state_dict"] if k.startswith("hidden.")

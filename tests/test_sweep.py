@@ -126,10 +126,11 @@ def test_failed_trials_are_recorded_and_the_others_finish_and_test(tmp_path, sav
 
 def test_sweep_section_random_plan_is_seeded_and_within_bounds(tmp_path):
     import train as train_py
-    from sweep.spec import load_sweep, split_choices
+    from sweep.spec import load_sweep
+    from utils.override_items import parse_value
 
-    assert split_choices("[64,32],[128]") == ["[64,32]", "[128]"]
-    assert split_choices("'a,b',c") == ["'a,b'", "c"]
+    assert parse_value("[64,32],[128]").values == [[64, 32], [128]]
+    assert parse_value("'a,b',c").values == ["a,b", "c"]
     sweep_def = {"method": "random", "trials": 5, "seed": 3, "metric": "max val_accuracy",
                  "parameters": {
                      "optimizer.args.lr": {"distribution": "log_uniform", "low": 1e-4,

@@ -144,6 +144,17 @@ def test_plot_one_run_and_two_runs(runs, tmp_path):
     assert out.stat().st_size > 10_000
 
 
+def test_plot_of_latest_writes_into_the_run_log_folder(runs, capsys):
+    from logger.plot import main
+    from utils.run_pointer import read_latest
+
+    latest = runs[0].parent / "latest"  # saved/models/<name>/latest, as the README shows
+    assert main([str(latest)]) == 0
+    png = log_dir_of(read_latest(latest)) / "learning_curve.png"
+    assert f"saved {png}" in capsys.readouterr().out and png.is_file()
+    assert not (runs[0].parent / "learning_curve.png").exists()  # never beside `latest`
+
+
 def test_plot_best_epoch_follows_the_monitor(runs):
     from logger.plot import load_run
 

@@ -14,8 +14,6 @@ Lists are replaced, never merged. Errors are ConfigError lines naming the file o
 from __future__ import annotations
 
 import copy
-import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from utils.errors import ConfigError, did_you_mean
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
-_REF = re.compile(r"\$\{([^${}]*)\}")
 MISSING = object()  # what lookup_path returns for a key that does not exist
 
 
@@ -98,9 +95,32 @@ def lookup_path(config: dict, ref: str) -> Any:
 
 
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else \
-        str(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else json.dumps(value)
+    """A value inside a longer string, as OmegaConf writes it: str() (True, None, {'a': 1})."""
+    return str(value)
+
+
+def _pieces(value: str) -> list[tuple[bool, str]]:
+    """'a\\${b} ${c}' -> [(False, 'a${b} '), (True, 'c')]: text and references, with
+    OmegaConf's escapes: a backslash before ${ makes it literal text, and before ${ two
+    backslashes are one."""
+    out: list[tuple[bool, str]] = []
+    text, pos = "", 0
+    while True:
+        at = value.find("${", pos)
+        if at < 0:
+            return [*out, (False, text + value[pos:])] if text or value[pos:] or not out else out
+        run = len(value[pos:at]) - len(value[pos:at].rstrip("\\"))
+        text += value[pos:at - run] + "\\" * (run // 2)
+        if run % 2:  # \${ : a literal ${
+            text, pos = text + "${", at + 2
+            continue
+        end = value.find("}", at)
+        if end < 0 or "${" in value[at + 2:end]:
+            raise ConfigError(f"unclosed or nested interpolation in {value!r}")
+        if text:
+            out.append((False, text))
+        out.append((True, value[at + 2:end]))
+        text, pos = "", end + 1
 
 
 class _Resolver:
@@ -117,6 +137,9 @@ class _Resolver:
         if ref in self.open:
             cycle = " -> ".join([*self.open[self.open.index(ref):], ref])
             raise ConfigError(f"{where}: interpolation cycle: {cycle}")
+        if ":" in ref:
+            raise ConfigError(f"{where}: interpolation ${{{ref}}}: OmegaConf's resolvers "
+                              f"(${{name:args}}) are not supported; only ${{key.path}}")
         value = lookup_path(self.config, ref) if ref and not ref.startswith(".") else MISSING
         if value is MISSING:
             parent, _, last = ref.rpartition(".")
@@ -137,13 +160,14 @@ class _Resolver:
             return [self.value(v, f"{where}.{i}") for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
             return value
-        whole = _REF.fullmatch(value.strip())
-        if whole:
-            return self.key(whole.group(1).strip(), where)
-        text = _REF.sub(lambda m: _as_text(self.key(m.group(1).strip(), where)), value)
-        if "${" in text:
-            raise ConfigError(f"{where}: unclosed or nested interpolation in {value!r}")
-        return text
+        try:
+            pieces = _pieces(value)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if len(pieces) == 1 and pieces[0][0]:  # the whole value: its type is kept
+            return self.key(pieces[0][1].strip(), where)
+        return "".join(_as_text(self.key(ref.strip(), where)) if is_ref else ref
+                       for is_ref, ref in pieces)
 
 
 def resolve_interpolations(config: dict) -> dict:

@@ -11,14 +11,12 @@ import copy
 import difflib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from utils.config_compose import (
-    BASE_KEY,
     MISSING,
     compose_file,
     lookup_path,
@@ -34,6 +32,8 @@ from utils.config_limits import (
 )
 from utils.errors import ConfigError
 from utils.options import TOP_LEVEL, TRAINER, defaults
+from utils.override_items import merged_value, parse_override, sweep_error
+from utils.override_sweeps import Choice, Interval, Range
 from utils.schema import CONFIG_SUFFIXES
 
 # ---------------------------------------------------------------- files
@@ -164,78 +164,6 @@ def dump_config(config: dict, fmt: str = "yaml") -> str:
 
 # ---------------------------------------------------------------- overrides
 
-def parse_value(text: str, key: str = "") -> Any:
-    """A command-line value, read as a YAML scalar or list ('0.01', 'true', '[64, 32]', 'null');
-    an integer beyond 64 bits or nesting deeper than MAX_DEPTH is an error naming `key`."""
-    try:
-        value = yaml_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-    except ConfigError as e:
-        raise ConfigError(f"{key}: {e}" if key else str(e)) from None
-    check_config_limits(value, key)
-    return value
-
-
-def split_choices(text: str) -> list[str]:
-    """'0.1,0.01' -> ['0.1', '0.01']; commas inside brackets or quotes do not split."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
-
-
-@dataclass(frozen=True)
-class Override:
-    """One command-line override, Hydra's grammar: KEY=V (override an existing key), +KEY=V
-    (add a new key), ++KEY=V (add or override), ~KEY or ~KEY=V (delete)."""
-
-    item: str  # as written
-    op: str  # "=", "+", "++" or "~"
-    key: str
-    text: str | None  # the value as written; None for a bare ~KEY
-
-    @property
-    def value(self) -> Any:
-        return self.parse(self.text or "")
-
-    def parse(self, text: str) -> Any:
-        """`text` (the value, or one of its -m choices) read as this key's value; an error
-        names the override (cut short: it may be long)."""
-        try:
-            return parse_value(text, self.key)
-        except ConfigError as e:
-            item = self.item if len(self.item) <= 60 else self.item[:57] + "..."
-            raise ConfigError(f"override '{item}': {e}") from None
-
-
-def parse_override(item: str) -> Override:
-    """'++a.b=3' -> Override(op='++', key='a.b', text='3')."""
-    op = next((p for p in ("++", "+", "~") if item.startswith(p)), "=")
-    body = item if op == "=" else item[len(op):]
-    key, sep, text = body.partition("=")
-    if (not sep and op != "~") or not key or key[0] in "+~" or \
-            any(not part for part in key.split(".")):
-        raise ConfigError(f"override '{item}': expected KEY.PATH=VALUE, +KEY.PATH=VALUE (add), "
-                          f"++KEY.PATH=VALUE (add or override) or ~KEY.PATH (delete)")
-    if key.split(".")[0] == BASE_KEY:
-        raise ConfigError(f"override '{item}': {BASE_KEY} works only inside a config file (its "
-                          f"bases are merged when the file is read); write it in the file -c "
-                          f"names, or pass that base file with -c")
-    return Override(item, op, key, text if sep else None)
-
-
 COMPONENT_SECTIONS = ("arch", "data_loader", "optimizer", "lr_scheduler", "loss")
 
 
@@ -304,13 +232,13 @@ def _apply_one(config: dict, op: str, key: str, value: Any, source: str,
         if not -len(node) <= last < len(node):
             raise ConfigError(f"{source}{key}: index out of range (list of {len(node)})")
     exists = isinstance(node, list) or last in node
-    if op == "+" and exists:
+    if op == "+" and exists and node[last] is not None and not isinstance(value, dict | list):
         raise ConfigError(f"{source}{key}: already in the config, '+' only adds new keys; "
                           f"write {key}={text} to override it (or ++{key}={text})")
     if op in ("=", "~") and not exists and not (op == "=" and _schema_key(parts)):
         raise _no_such_key(parts, node, op, source)
     if op != "~":
-        node[last] = value
+        node[last] = merged_value(node[last] if exists else None, value)
     elif text is not None and node[last] != value:
         raise ConfigError(f"{source}{key}: not deleted: its value is {node[last]!r}, "
                           f"not {value!r}")
@@ -360,10 +288,11 @@ def apply_overrides(config: dict, overrides: list[str], multirun: bool = False,
     for item in overrides:
         ov = parse_override(item)
         source = f"override '{item}': "
-        if not multirun and ov.text is not None and len(split_choices(ov.text)) > 1:
-            raise ConfigError(f"{source}a comma lists choices to sweep: add -m to sweep them; "
-                              f"write {ov.key}=[{ov.text}] for a list, or quote the value "
-                              f"({ov.key}='{ov.text}') for a string")
-        _apply_one(config, ov.op, ov.key, ov.value, source, ov.text)
+        value = ov.value if ov.text is not None else None
+        if isinstance(value, Choice | Range | Interval):
+            if not multirun:
+                raise sweep_error(ov, value)
+            raise ConfigError(f"{source}a sweep cannot be applied as one value")
+        _apply_one(config, ov.op, ov.key, value, source, ov.text)
     config = with_defaults(config)
     return resolve_interpolations(config) if resolve else config

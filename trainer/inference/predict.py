@@ -53,28 +53,32 @@ def probe_batch(loader) -> tuple | None:
 
 # ---------------------------------------------------------------- reading a user's CSV
 
-def read_features(path: Path, n_features: int) -> torch.Tensor:
+def read_features(path: Path, n_features: int, names: list[str] | None = None,
+                  target: str | None = None) -> torch.Tensor:
     """A float32 tensor (rows, n_features) from a CSV file; an optional header row is skipped.
 
     A first row with no number in it is a header. Errors name the file, the
-    row (and line) and the column.
+    row (and line) and the column; a header with columns the model does not take (`names`:
+    the training features; `target`: the label column) names them.
     """
     if not path.is_file():
         raise ConfigError(f"{path}: input file not found")
     try:
-        return _features(path, n_features)
+        return _features(path, n_features, names, target)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
-def _features(path: Path, n_features: int) -> torch.Tensor:
+def _features(path: Path, n_features: int, names: list[str] | None = None,
+              target: str | None = None) -> torch.Tensor:
     lines = read_rows(path)
     header = None
     if lines and not any(is_number_text(c) for c in lines[0][1]):
         line_no, header = lines.pop(0)
         if len(header) != n_features:
             raise ValueError(f"{path}: the header (line {line_no}) names {len(header)} columns, "
-                             f"expected {n_features} (the model's input features)")
+                             f"expected {n_features} (the model's input features)"
+                             + _extra_columns(header, names, target))
     if not lines:
         raise ValueError(f"{path}: no rows of features")
     values = []
@@ -85,6 +89,17 @@ def _features(path: Path, n_features: int) -> torch.Tensor:
         values.append([parse_number(cell, cell_place(path, row_no, line_no, _column_label(
             col_no, header))) for col_no, cell in enumerate(row, start=1)])
     return torch.tensor(values, dtype=torch.float32)
+
+
+def _extra_columns(header: list[str], names: list[str] | None, target: str | None) -> str:
+    """'; drop the column 'label' (the label ...)' for header columns the model does not take."""
+    extra = [h for h in header if h not in names] if names else \
+        [h for h in header if h == target]
+    if not extra:
+        return ""
+    label = f" ('{target}' is the label column: --predict reads features only)" \
+        if target in extra else ""
+    return f"; drop the column(s) {', '.join(repr(h) for h in extra)}{label}"
 
 
 def _column_label(col_no: int, header: list[str] | None) -> str:
@@ -164,7 +179,8 @@ def predict_file(model, loader, device, input_csv: Path, out: Path, arch: str = 
     probe = probe_batch(loader)
     shape = _feature_shape(model, probe, arch or type(model).__name__)
     n_features = math.prod(shape)
-    x = read_features(input_csv, n_features).reshape(-1, *shape)
+    x = read_features(input_csv, n_features, getattr(loader, "feature_names", None),
+                      getattr(loader, "target", None)).reshape(-1, *shape)
     output = model_outputs(model, (x,), device)
     target = probe[-1] if probe is not None else None
     header, rows = prediction_table(output, is_classification(output, target))

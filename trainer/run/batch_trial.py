@@ -37,6 +37,8 @@ def trial_batch(model: torch.nn.Module, loader: Any, criterion: Any, metrics: di
     """ConfigError when the configured loss or a metric fails on the first batch's output."""
     batch = next(iter(loader))
     *inputs, target = batch
+    classes = getattr(loader, "class_names", None) or \
+        list(range(getattr(loader, "n_classes", None) or 0))
     rng = capture_rng_state()
     was_training = model.training
     try:
@@ -46,12 +48,25 @@ def trial_batch(model: torch.nn.Module, loader: Any, criterion: Any, metrics: di
             warnings.filterwarnings("error", message=".*target size.*", category=UserWarning)
             output = model(*inputs)
             shapes = f"output {_described(output)}, target {_described(target)}"
+            check_classes(output, classes, config)
             _try_loss(criterion, output, target, config["loss"], shapes)
             for i, (name, metric) in enumerate(metrics.items()):
                 _try_metric(metric, output, target, f"metrics[{i}]", name, shapes)
     finally:
         model.train(was_training)
         restore_rng_state(rng)
+
+
+def check_classes(output: Any, classes: list, config: dict) -> None:
+    """ConfigError when the labels name more classes than the model has outputs."""
+    if isinstance(output, torch.Tensor) and output.dim() == 2 and \
+            len(classes) > output.shape[1]:
+        shown = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
+        key = "arch.args.out_features" if "out_features" in \
+            ((config.get("arch") or {}).get("args") or {}) else "arch"
+        raise ConfigError(f"{key}: the model gives {output.shape[1]} output(s) per example, "
+                          f"but the labels have {len(classes)} classes ({shown}); set "
+                          f"{key if key != 'arch' else 'the output size'} to {len(classes)}")
 
 
 def _try_loss(criterion: Any, output: Any, target: Any, spec: Any, shapes: str) -> None:

@@ -97,9 +97,12 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         raise
     dist.barrier()  # every rank is done before any tears the process group down
     best = run.save_dir / BEST_NAME
+    stopped = trainer.early_stop > 0 and trainer.early_stop_count >= trainer.early_stop
+    one_cycle = (config["lr_scheduler"] or {}).get("type") == "OneCycleLR"
     for line in next_commands(best if best.is_file() else None,
                               newest_checkpoint(run.save_dir), config.trainer["epochs"],
-                              dist.launch_command()):
+                              dist.launch_command(), trainer.early_stop if stopped else 0,
+                              run.save_dir / "config.json" if one_cycle else None):
         get_logger().info(line)
     return 0
 
