@@ -10,7 +10,7 @@ parse_override_text() reads one item into (op, key, value): the value a plain Py
 or a Sweep (Choice, Range, Interval) for -m. Characters the grammar does not allow in an
 unquoted value (`#`, `~`, `;`, non-ASCII letters, ...) are an error suggesting quotes, as in
 Hydra; what Hydra accepts but this project does not do (config groups `a/b=x`, `@package`,
-`glob(...)`) is one line naming it. tests/test_hydra_overrides.py compares this module
+`glob(...)`) is one line naming it. tests/test_hydra_parity.py compares this module
 with Hydra's own parser.
 """
 
