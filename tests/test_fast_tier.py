@@ -78,6 +78,7 @@ def test_without_sweep_stand_ins_refuse_sweeps_and_pass_plain_runs(tmp_path):
     for option, args in (("-m", Namespace(multirun=True)), ("--folds", Namespace(folds=3))):
         with pytest.raises(ConfigError, match=f"{option} needs it"):
             without_sweep.load_sweep(args)
-    assert not without_sweep.is_sweep_folder(tmp_path)
+    with pytest.raises(ConfigError, match="is_sweep_folder needs it"):
+        without_sweep.is_sweep_folder(tmp_path)  # test.py asks trainer/run/sweep_request.py
     with pytest.raises(ConfigError, match="run_sweep needs it"):
         without_sweep.run_sweep()
