@@ -17,11 +17,14 @@ from utils.files import write_output
 LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
 
 
-def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
+def csv_columns(metric_names: list[str], validate: bool,
+                lr_columns: list[str] | None = None) -> list[str]:
+    """metrics.csv's columns; `lr_columns`: `lr`, and `lr/<n>` per parameter group when
+    there are several (utils/param_groups.py)."""
     cols = ["epoch", "loss", *metric_names]
     if validate:
         cols += ["val_loss", *[f"val_{m}" for m in metric_names]]
-    return [*cols, "lr", "seconds"]
+    return [*cols, *(lr_columns or ["lr"]), "seconds"]
 
 
 class MetricsCSV:
@@ -85,8 +88,8 @@ class TensorboardWriter:
         for key, value in row.items():
             if key in ("epoch", "seconds"):
                 continue
-            if key == "lr":
-                tag = "lr"
+            if key == "lr" or key.startswith("lr/"):  # lr/<n>: a parameter group's
+                tag = key
             elif key.startswith("val_"):
                 tag = f"{key[4:]}/valid"
             else:

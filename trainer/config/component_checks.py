@@ -19,6 +19,7 @@ from trainer.config.config_checks import check_tuple_args
 from trainer.config.loader_options import LOADER_OPTIONS, validate_loader_options
 from trainer.config.schedulers import validate_scheduler
 from utils.errors import ConfigError
+from utils.param_groups import GROUP_OPTIONS, validate_param_groups
 from utils.registry import TRUSTED, Trust
 from utils.schema import (
     INJECTED_LOADER_ARGS,
@@ -70,11 +71,14 @@ def validate_data_loader(config: dict, trust: Trust) -> None:
 
 def validate_optimization(config: dict, resolved: dict, trust: Trust) -> None:
     """optimizer, lr_scheduler and loss."""
-    otype, oargs = section(config, "optimizer")
+    otype, oargs = section(config, "optimizer", GROUP_OPTIONS)
     optimizer = torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
                             "optimizer", trust)
     check_args(optimizer, oargs, "optimizer.args", skip=1)
     check_tuple_args(optimizer, oargs, "optimizer.args")
+    validate_param_groups(config["optimizer"], optimizer)
+    for i, group in enumerate(config["optimizer"].get("param_groups") or []):
+        check_tuple_args(optimizer, group, f"optimizer.param_groups[{i}]")
     if config.get("lr_scheduler") is not None:
         validate_scheduler(config["lr_scheduler"], trust)
     else:

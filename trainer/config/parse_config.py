@@ -39,6 +39,7 @@ from trainer.config.component_checks import (
 )
 from trainer.config.config_checks import build_sized_model, check_name, check_save_dir
 from trainer.config.loader_options import LOADER_OPTIONS, apply_loader_options
+from trainer.config.pretrained import load_pretrained, validate_pretrained
 from trainer.config.schedulers import build_scheduler, resolved_section
 from trainer.run.compiling import validate_compile
 from utils.checkpoint import load_checkpoint, seed_everything
@@ -47,6 +48,7 @@ from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.config_limits import check_config_limits
 from utils.config_trust import stored_trust
 from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
+from utils.param_groups import build_param_groups
 from utils.registry import TRUSTED, Trust, UntrustedType
 from utils.run_config import edited_config_json
 from utils.schema import (
@@ -152,8 +154,10 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     check_config_limits(config)  # before anything recursive (deepcopy) touches it
     resolved = copy.deepcopy(config)
     warnings = _validate_top_level(config, resolved)
-    mtype, margs = section(config, "arch")
+    mtype, margs = section(config, "arch", ("pretrained",))
     check_args(MODELS.get(mtype, "arch.type", trust), margs, "arch.args")
+    if "pretrained" in config["arch"]:
+        resolved["arch"]["pretrained"] = validate_pretrained(config["arch"]["pretrained"])
     validate_data_loader(config, trust)
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
@@ -332,9 +336,15 @@ class ConfigParser:
         return metrics
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
+        """`params`: a list of parameters, or the model (its parameters that train, in the
+        groups of optimizer.param_groups and no_decay: utils/param_groups.py)."""
         sec = self.config["optimizer"]
         cls = torch_class(torch.optim, sec["type"], torch.optim.Optimizer, "optimizer.type",
                           "optimizer", self.trust)
+        if isinstance(params, torch.nn.Module):
+            groups = build_param_groups(params, sec)
+            params = [p for p in params.parameters() if p.requires_grad] if groups is None \
+                else groups
         return _build("optimizer.args", cls, params, **_args_of(sec))
 
     def build_scheduler(self, optimizer):
@@ -354,9 +364,12 @@ class ConfigParser:
             stats = data_loader.feature_stats()
             if stats is not None and hasattr(model, "set_standardization"):  # a BaseModel
                 _build("arch.args", model.set_standardization, *stats)
+            pretrained = self.config["arch"].get("pretrained")
+            if pretrained and self.checkpoint is None:  # a new run (-r: the checkpoint's)
+                load_pretrained(model, pretrained, self.config["arch"]["type"])
             criterion = self.build_criterion()
             metrics = self.build_metrics()
-            optimizer = self.build_optimizer([p for p in model.parameters() if p.requires_grad])
+            optimizer = self.build_optimizer(model)
             lr_scheduler = self.build_scheduler(optimizer)
         except ConfigError as e:
             raise ConfigError(f"{self.source}: {e}") from None
