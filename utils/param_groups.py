@@ -30,6 +30,19 @@ from utils.schema import check_args, expect
 
 GROUP_OPTIONS = ("param_groups", "no_decay")  # the optimizer section's keys besides type, args
 NO_DECAY_WORDS = ("bias", "norm")
+PATTERNS = {"anyOf": [{"type": "string", "minLength": 1},
+                      {"type": "array", "minItems": 1, "items": {"type": "string"}}]}
+SCHEMA = {  # the optimizer section's extra keys in the JSON schema (trainer/config/json_schema.py)
+    "param_groups": {
+        "type": ["array", "null"], "minItems": 1,
+        "description": "parameter groups, first match wins: {params: GLOB, <optimizer "
+                       "argument>: value} (docs/transfer.md)",
+        "items": {"type": "object", "required": ["params"],
+                  "properties": {"params": {**PATTERNS, "description": "glob pattern(s) over "
+                                            "named_parameters()"}}}},
+    "no_decay": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
+                 "description": "bias, norm or glob patterns: weight_decay 0 for these"},
+}
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
                *([nn.RMSNorm] if hasattr(nn, "RMSNorm") else []))
 
@@ -93,23 +106,27 @@ def build_param_groups(model: nn.Module, optimizer_section: dict) -> list[dict] 
     members: list[list[tuple[str, torch.Tensor]]] = [[] for _ in specs]
     patterns = [_patterns(s["params"], f"optimizer.param_groups[{i}].params")
                 for i, s in enumerate(specs)]
+    unmatched = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         index = next((i for i, pats in enumerate(patterns)
                       if any(fnmatchcase(name, p) for p in pats)), None)
         if index is None:
-            raise ConfigError(f"optimizer.param_groups: the parameter {name} matches no "
-                              f"group's pattern (end the list with {{params: '*'}} for the "
-                              f"rest)")
-        members[index].append((name, param))
-    norms = _norm_parameter_names(model)
-    built = []
+            unmatched.append(name)
+        else:
+            members[index].append((name, param))
     for i, (spec, found) in enumerate(zip(specs, members)):
         if not found:
             raise ConfigError(f"optimizer.param_groups[{i}].params: {spec['params']!r} "
                               f"matches no parameter that trains (those before it take "
                               f"first pick)")
+    if unmatched:
+        raise ConfigError(f"optimizer.param_groups: the parameter {unmatched[0]} matches no "
+                          f"group's pattern (end the list with {{params: '*'}} for the rest)")
+    norms = _norm_parameter_names(model)
+    built = []
+    for spec, found in zip(specs, members):
         args = {k: v for k, v in spec.items() if k != "params"}
         decay = [p for n, p in found if not _no_decay(n, no_decay, norms)]
         plain = [p for n, p in found if _no_decay(n, no_decay, norms)]

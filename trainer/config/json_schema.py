@@ -26,7 +26,9 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from trainer.callbacks.averaging import EMA_DEFAULTS
 from trainer.config.loader_options import LOADER_OPTIONS
+from trainer.config.pretrained import SCHEMA as PRETRAINED
 from trainer.config.schedulers import AUTO, AUTO_ARGS, INTERVALS, NESTED, SCHEDULER_BASES
+from utils.param_groups import SCHEMA as GROUPS
 from utils.schema import (
     AMP_MODES,
     INJECTED_LOADER_ARGS,
@@ -253,12 +255,13 @@ def build_schema() -> dict:
         "seed": or_interpolation({"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                                  "one seed for python, numpy, torch and the data order", 0),
         "n_gpu": or_interpolation(NON_NEGATIVE, "GPUs to use; 0 = CPU", 0),
-        "arch": component("arch", "model", _registry_items(MODELS), defs),
+        "arch": component("arch", "model", _registry_items(MODELS), defs,
+                          extra={"pretrained": PRETRAINED}),
         "data_loader": component("data_loader", "data loader", _registry_items(
             DATA_LOADERS, injected=INJECTED_LOADER_ARGS, extra=_loader_options()), defs),
         "optimizer": component("optimizer", "torch.optim optimizer", {
             name: _described(cls, name, args_schema(cls, name, skip=1))
-            for name, cls in optimizers.items()}, defs),
+            for name, cls in optimizers.items()}, defs, extra=GROUPS),
         "loss": _named_or_component(loss),
         "metrics": {"type": ["array", "null"], "items": _named_or_component(metric),
                     "default": [], "description": "metrics logged per epoch (names or "

@@ -39,6 +39,20 @@ KEY = "arch.pretrained"
 PRETRAINED_KEYS = ("path", "strict", "skip", "prefix_map")
 DEFAULTS = {"strict": False, "skip": [], "prefix_map": {}}
 OWN_STATISTICS = ("input_mean", "input_std")  # BaseModel's standardization: this run's data
+SCHEMA = {  # arch.pretrained in the JSON schema (trainer/config/json_schema.py)
+    "type": ["object", "null"], "required": ["path"], "additionalProperties": False,
+    "description": "start a new run from a weights file: a state_dict, .safetensors or a "
+                   "checkpoint (docs/transfer.md)",
+    "properties": {
+        "path": {"type": "string", "minLength": 1, "description": "the weights file"},
+        "strict": {"type": "boolean", "default": False,
+                   "description": "every tensor of the file and the model must match"},
+        "skip": {"type": "array", "items": {"type": "string", "minLength": 1}, "default": [],
+                 "description": "glob patterns of names not loaded, e.g. fc.*"},
+        "prefix_map": {"type": "object", "additionalProperties": {"type": "string"},
+                       "default": {}, "description": "file name prefix -> model name prefix"},
+    },
+}
 
 
 def validate_pretrained(value: Any) -> dict | None:
