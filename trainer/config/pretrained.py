@@ -15,7 +15,8 @@ model's is an error (naming it and both shapes); with `strict` so is a tensor th
 model lacks and a model tensor the file lacks. The model's input standardization
 (input_mean, input_std) always comes from this run's training data. The log lists
 what was loaded, skipped and left at its initialization. Only a new run loads it: on
--r the checkpoint's weights are the model's.
+-r the checkpoint's weights are the model's. `path` may also name a run folder or an
+experiment's `latest` pointer (saved/models/<name>/latest): its model_best.pth.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from logger.logger import get_logger
 from utils.checkpoint import REQUIRED_KEYS, check_checkpoint_file, special_file
+from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.checkpoint_fields import check_fields
 from utils.errors import ConfigError, check_keys
 from utils.schema import expect
@@ -133,9 +135,13 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return data, "a state_dict"
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a weights file by name, and what the file was (for the log)."""
-    path = Path(path)
+def read_weights(path: str | Path) -> tuple[Path, dict[str, torch.Tensor], str]:
+    """The file `path` names (a run folder or a `latest` pointer: its model_best.pth, as for
+    test.py -r), its tensors by name, and what it was (for the log)."""
+    try:
+        path = resolve_checkpoint_arg(path, best=True)
+    except ConfigError as e:
+        raise ConfigError(f"{KEY}.path: {e}") from None
     kind = special_file(path)
     if kind is not None:
         raise ConfigError(f"{KEY}.path: {path} is {kind}, not a weights file")
@@ -144,8 +150,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if path.suffix == ".safetensors":
         if path.is_dir():
             raise ConfigError(f"{KEY}.path: {path} is a folder, not a weights file")
-        return _read_safetensors(path), "a safetensors file"
-    return _read_torch(path)
+        return path, _read_safetensors(path), "a safetensors file"
+    return (path, *_read_torch(path))
 
 
 # ---------------------------------------------------------------- matching and loading
@@ -165,8 +171,8 @@ def load_pretrained(model: torch.nn.Module, spec: dict, arch: str) -> dict[str, 
     """Load `spec`'s file into `model` (in place); return the names loaded, skipped (file
     names after renaming), left at their initialization and ignored (in the file, not the
     model), each also logged. ConfigError when the weights do not fit."""
-    state, what = read_weights(spec["path"])
-    path, skip = spec["path"], spec["skip"]
+    path, state, what = read_weights(spec["path"])
+    skip = spec["skip"]
     renamed: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         new = _renamed(name, spec["prefix_map"])
