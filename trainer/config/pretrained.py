@@ -113,9 +113,9 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], str]:
             warnings.simplefilter("ignore")
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise ConfigError(f"{KEY}.path: {path}: refused to load it, as it holds more than "
-                          f"plain data (tensors, mappings, lists, numbers), and loading that "
-                          f"could run code") from None
+        raise ConfigError(f"{KEY}.path: {path}: refused to load it: it is not a torch.save "
+                          f"file of plain data only (tensors, mappings, lists, numbers), and "
+                          f"loading anything more could run code") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError, UnicodeDecodeError):
         raise ConfigError(f"{KEY}.path: {path} is not a file written by torch.save (or it "
