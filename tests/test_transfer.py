@@ -321,4 +321,4 @@ def test_the_finetune_example_starts_from_the_pretrain_runs_weights(tmp_path):
     assert "pretrained: skipped (arch.pretrained.skip): fc.weight, fc.bias" in r.stdout + r.stderr
     ckpt = load(only_run(save, "images_finetune") / "checkpoint-epoch1.pth")
     groups = ckpt["optimizer_state_dict"]["param_groups"]
-    assert [g["initial_lr"] for g in groups] == [1.0e-4, 1.0e-4, 1.0e-3, 1.0e-3]
+    assert [g["lr"] for g in groups] == [1.0e-4, 1.0e-4, 1.0e-3, 1.0e-3]
