@@ -319,6 +319,9 @@ def test_the_finetune_example_starts_from_the_pretrain_runs_weights(tmp_path):
     best = only_run(save, "images_pretrain") / "model_best.pth"
     assert f"pretrained: loaded 54 tensors from {best}" in r.stdout + r.stderr
     assert "pretrained: skipped (arch.pretrained.skip): fc.weight, fc.bias" in r.stdout + r.stderr
-    ckpt = load(only_run(save, "images_finetune") / "checkpoint-epoch1.pth")
+    run = only_run(save, "images_finetune")
+    info = (save / "log" / "images_finetune" / run.name / "info.log").read_text()
+    assert f"pretrained: loaded 54 tensors from {best}" in info  # the run's log has it too
+    ckpt = load(run / "checkpoint-epoch1.pth")
     groups = ckpt["optimizer_state_dict"]["param_groups"]
     assert [g["lr"] for g in groups] == [1.0e-4, 1.0e-4, 1.0e-3, 1.0e-3]

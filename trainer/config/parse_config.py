@@ -208,6 +208,7 @@ class ConfigParser:
         self.finetune = finetune
         self.warnings = warnings or []
         self.allow_changed = allow_changed  # --allow-changed: resume with a changed config
+        self.notes: list[str] = []  # logged while building, before info.log exists
 
     @classmethod
     def from_args(cls, args: Any) -> ConfigParser:
@@ -366,7 +367,7 @@ class ConfigParser:
                 _build("arch.args", model.set_standardization, *stats)
             pretrained = self.config["arch"].get("pretrained")
             if pretrained and self.checkpoint is None:  # a new run (-r: the checkpoint's)
-                load_pretrained(model, pretrained, self.config["arch"]["type"])
+                self.notes += load_pretrained(model, pretrained, self.config["arch"]["type"])
             criterion = self.build_criterion()
             metrics = self.build_metrics()
             optimizer = self.build_optimizer(model)

@@ -167,10 +167,10 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def load_pretrained(model: torch.nn.Module, spec: dict, arch: str) -> dict[str, list[str]]:
-    """Load `spec`'s file into `model` (in place); return the names loaded, skipped (file
-    names after renaming), left at their initialization and ignored (in the file, not the
-    model), each also logged. ConfigError when the weights do not fit."""
+def load_pretrained(model: torch.nn.Module, spec: dict, arch: str) -> list[str]:
+    """Load `spec`'s file into `model` (in place); log, and return as lines, the names
+    loaded, skipped (file names after renaming), left at their initialization and ignored
+    (in the file, not the model). ConfigError when the weights do not fit."""
     path, state, what = read_weights(spec["path"])
     skip = spec["skip"]
     renamed: dict[str, torch.Tensor] = {}
@@ -202,13 +202,13 @@ def load_pretrained(model: torch.nn.Module, spec: dict, arch: str) -> dict[str, 
                           f"{next(iter(own), 'nothing')}; {KEY}.prefix_map renames prefixes)")
     model.load_state_dict({n: renamed[n] for n in loaded}, strict=False)
     left = [n for n in own if n not in loaded and n not in OWN_STATISTICS]
-    report = {"loaded": loaded, "skipped": skipped, "left": left, "ignored": ignored}
-    logger = get_logger("pretrained")
-    logger.info(f"pretrained: loaded {len(loaded)} tensors from {path} ({what}): "
-                f"{_names(loaded)}")
-    logger.info(f"pretrained: skipped ({KEY}.skip): {_names(skipped)}")
-    logger.info(f"pretrained: left at their initialization: {_names(left)}")
+    lines = [f"pretrained: loaded {len(loaded)} tensors from {path} ({what}): "
+             f"{_names(loaded)}",
+             f"pretrained: skipped ({KEY}.skip): {_names(skipped)}",
+             f"pretrained: left at their initialization: {_names(left)}"]
     if ignored:
-        logger.info(f"pretrained: in the file but not in the model (ignored): "
-                    f"{_names(ignored)}")
-    return report
+        lines.append(f"pretrained: in the file but not in the model (ignored): "
+                     f"{_names(ignored)}")
+    for line in lines:
+        get_logger("pretrained").info(line)
+    return lines

@@ -80,6 +80,8 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     run = open_run_folder(config, run_file)
     if decision is not None:
         logger.info(decision)
+    for note in config.notes:  # the console had them while the model was built
+        logger.info(note, extra=FILE_ONLY)
     note_kept_outputs(parts.metrics)
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
