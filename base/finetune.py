@@ -18,9 +18,16 @@ def optimizer_state_for_finetune(state: dict, model: torch.nn.Module,
     # in the optimizer's order (its groups: utils/param_groups.py)
     params = [(names.get(id(p), "?"), p) for g in optimizer.param_groups for p in g["params"]]
     n_old = sum(len(g["params"]) for g in state["param_groups"])
-    if n_old != len(params) or len(state["param_groups"]) != len(optimizer.param_groups):
+    old_sizes = [len(g["params"]) for g in state["param_groups"]]
+    new_sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if n_old != len(params):
         logger.warning(f"warning: optimizer state not restored: the checkpoint's "
                        f"optimizer held {n_old} parameters, this model trains {len(params)}")
+        return None
+    if old_sizes != new_sizes:
+        logger.warning(f"warning: optimizer state not restored: the checkpoint's parameter "
+                       f"groups hold {old_sizes} parameters, this config's {new_sizes} "
+                       f"(optimizer.param_groups, no_decay)")
         return None
     order = [i for g in state["param_groups"] for i in g["params"]]
     kept, dropped = dict(state["state"]), []

@@ -325,3 +325,21 @@ def test_the_finetune_example_starts_from_the_pretrain_runs_weights(tmp_path):
     ckpt = load(run / "checkpoint-epoch1.pth")
     groups = ckpt["optimizer_state_dict"]["param_groups"]
     assert [g["lr"] for g in groups] == [1.0e-4, 1.0e-4, 1.0e-3, 1.0e-3]
+
+
+def test_the_schema_knows_the_new_keys():
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+
+    schema = json.loads((REPO / "docs/config.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    good = config(arch__pretrained={"path": "w.pth", "strict": False, "skip": ["fc.*"],
+                                    "prefix_map": {"backbone.": ""}})
+    assert list(validator.iter_errors(good)) == []
+    for bad in (config(arch__pretrained={"path": "w.pth", "skipp": []}),
+                config(arch__pretrained={"skip": []}),
+                config(optimizer={**BASE["optimizer"], "param_groups": [{"lr": 0.1}]}),
+                config(optimizer={**BASE["optimizer"], "no_decay": "bias"})):
+        assert list(validator.iter_errors(bad)) != []
+        with pytest.raises(ConfigError):  # never stricter than train.py's check, nor looser
+            validate_config(bad)
