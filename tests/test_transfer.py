@@ -343,3 +343,15 @@ def test_the_schema_knows_the_new_keys():
         assert list(validator.iter_errors(bad)) != []
         with pytest.raises(ConfigError):  # never stricter than train.py's check, nor looser
             validate_config(bad)
+
+
+def test_a_resume_that_changes_the_groups_is_one_line_before_writing(tmp_path, grouped_run):
+    before = sorted(p.name for p in grouped_run.iterdir())
+    r = train("-r", grouped_run / "checkpoint-epoch2.pth", "optimizer.no_decay=[]",
+              save_dir=grouped_run.parents[2])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not fit the parameter groups" in lines[0], lines
+    assert "[2, 4, 5, 9] parameters per group in the checkpoint, [6, 14] here" in lines[0]
+    assert sorted(p.name for p in grouped_run.iterdir()) == before
+    assert len([p for p in grouped_run.parent.iterdir() if p.is_dir()]) == 1

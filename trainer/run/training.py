@@ -25,7 +25,7 @@ from trainer.loop.trainer import PassStop, Trainer, check_amp
 from trainer.run.auto_resume import apply_auto_resume
 from trainer.run.batch_trial import trial_batch
 from trainer.run.compiling import check_compile, compile_model
-from trainer.run.resume_checks import check_resume, check_weights_fit
+from trainer.run.resume_checks import check_groups_fit, check_resume, check_weights_fit
 from trainer.run.run_folder import RunFolder, create_run_folder, repair_own_best
 from trainer.run.summary import summarize_on_loader
 from utils import dist
@@ -61,6 +61,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         return 0
     check_resume(config, parts.data_loader)
     check_weights_fit(config, parts.model)
+    check_groups_fit(config, parts.optimizer)
     if dist.is_main():
         repair_own_best(config)
     if nothing_to_train(config):
