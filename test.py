@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-    try:  # the one deferred block: --help and usage errors stay light
-        from sweep.fold_test import is_sweep_folder, test_sweep
-        from trainer.run.training import test
+    try:  # deferred: --help and usage errors stay light
+        from trainer.run.checkpoint_test import test
+        from trainer.run.sweep_request import is_sweep_folder
         from utils import dist
         from utils.errors import ConfigError, RunError, report
     except ModuleNotFoundError as e:
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--predict takes one checkpoint, not a sweep folder")
             if args.export is not None:
                 raise ConfigError("--export takes one checkpoint, not a sweep folder")
+            from sweep.fold_test import test_sweep  # only a sweep folder needs sweep/
             return test_sweep(Path(args.resume), Path(args.output) if args.output else None,
                               args.trust_config)
         return test(Path(args.resume), Path(args.output) if args.output else None,

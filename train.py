@@ -83,32 +83,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device is not None:  # before torch is imported
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
-    try:  # the one deferred block: --help and usage errors import neither torch nor sklearn
+    try:  # deferred: --help and usage errors import neither torch nor sklearn
         from base.base_trainer import Interrupted
         from logger.logger import close_logging
-        from sweep.runner import run_sweep
-        from sweep.spec import load_sweep
-        from trainer.config.json_schema import schema_text
         from trainer.config.parse_config import ConfigParser
         from trainer.run.auto_resume import take_auto
-        from trainer.run.lr_finder import find_lr
+        from trainer.run.sweep_request import sweep_asked
         from trainer.run.training import train
         from utils import dist
-        from utils.config_io import dump_config
         from utils.errors import ConfigError, RunError, report
     except ModuleNotFoundError as e:
         return missing_dependency(e)
 
-    try:
+    try:  # below, each import only for the commands that need it (tests/test_imports.py)
         if args.print_schema or args.print_config:  # print, write nothing, exit 0
+            from trainer.config.json_schema import schema_text
+            from utils.config_io import dump_config
             print(schema_text() if args.print_schema else
                   dump_config(ConfigParser.from_args(args).config, args.print_config), end="")
             return 0
         if args.find_lr or args.apply:  # the range test: no sweep, no run folder
+            from trainer.run.lr_finder import find_lr
             return find_lr(args)
-        sweep = load_sweep(args)  # None unless -m or the config has a sweep: section
-        if sweep is not None:
-            return run_sweep(sweep, args.jobs, args.test, args.dry_run, argv)
+        if sweep_asked(args):  # -m, --folds, --repeat, a sweep: section: sweep/ decides
+            try:
+                from sweep.runner import run_sweep
+                from sweep.spec import load_sweep
+            except ModuleNotFoundError as e:
+                return missing_dependency(e)
+            sweep = load_sweep(args)  # None when it is an ordinary run after all
+            if sweep is not None:
+                return run_sweep(sweep, args.jobs, args.test, args.dry_run, argv)
         auto = take_auto(args)  # --resume auto: the checkpoint is found once config is built
         config = ConfigParser.from_args(args)
         return train(config, dry_run=args.dry_run,

@@ -16,7 +16,6 @@ import signal
 from collections.abc import Callable, Iterator
 
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
 from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import default_collate
 
@@ -160,6 +159,7 @@ def fold_indices(pool: torch.Tensor, labels: torch.Tensor | None, folds: int, fo
     shuffled, a pure function of `split_seed`.
     """
     check_fold_count(folds, len(pool), labels)
+    from sklearn.model_selection import KFold, StratifiedKFold  # only k-fold runs need it
     if labels is not None:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=split_seed)
         parts = splitter.split(pool.numpy(), labels.numpy())

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
-from base.finetune import restore_optimizer
+from base.base_callback import HOOKS, Callback, fit_end, overriding, restore_callbacks
+from base.finetune import load_weights_for_finetune, restore_optimizer
 from logger.console import epoch_line, resume_hint
 from logger.logger import get_logger
-from logger.writer import MetricsCSV, Writers, csv_columns, open_writers
+from logger.writer import lr_entries
 from utils import dist
 from utils.checkpoint import (
     BEST_NAME,
@@ -35,12 +36,11 @@ from utils.checkpoint import (
     save_atomic,
 )
 from utils.data_order import data_order
-from utils.param_groups import lr_column_names, lr_entries
+from utils.options import LR_SCHEDULER, value_of
 from utils.run_config import config_hash
+from utils.run_limits import max_steps_reached, stop_check_interval
 from utils.schema import parse_monitor
 from utils.signals import exit_code, signal_name, stop_signals_handled
-
-DIST_STOP_CHECK_EVERY = 10  # optimizer steps between the ranks' (collective) stop checks
 
 
 class StopTraining(Exception):
@@ -92,11 +92,11 @@ class BaseTrainer(ABC):
         self.distributed = dist.is_distributed()
         self.is_main = dist.is_main()
         self.verbosity = cfg["verbosity"] if self.is_main else 0
-        self.stop_check_every = cfg.get("accumulate_steps", 1) * (
-            DIST_STOP_CHECK_EVERY if self.distributed else 1)
+        self.stop_check_every = stop_check_interval(self.distributed, cfg["accumulate_steps"])
         self.mnt_mode, self.mnt_metric = parse_monitor(cfg["monitor"])
         # lr_scheduler.interval step: the scheduler steps after every optimizer step
-        self.step_interval = (config["lr_scheduler"] or {}).get("interval") == "step"
+        self.step_interval = value_of(LR_SCHEDULER, config["lr_scheduler"] or {},
+                                      "interval") == "step"
         self.epoch_lr: dict | None = None  # the lrs the current epoch started with (lr, lr/<n>)
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0
@@ -109,10 +109,17 @@ class BaseTrainer(ABC):
         self._history_json: list[str] = []  # each row as JSON, made once (checkpoints)
         self.checkpoint_dir: Path = run_folder.save_dir
         self.stop_signal: int | None = None
-        self.csv: MetricsCSV | None = None
-        self.writer: Writers | None = None
-        # averaged weights (EMA, SWA): state() entries in checkpoints, load(ckpt) on resume
-        self.averagers: list = []
+        # callbacks (base/base_callback.py), called in this order: the built-in ones and the
+        # config's `callbacks:` ((type, instance) in `configured`: checkpoints' callbacks_state)
+        self.callbacks: list[Callback] = []
+        self.configured: list[tuple[str, Callback]] = []
+        self.hooks: dict[str, list] = {hook: [] for hook in HOOKS}  # set when a fit starts
+        # what callbacks may set or read
+        self.validation_model: torch.nn.Module | None = None  # validate this instead (EMA)
+        self.lr_scheduler_paused = False  # the scheduler does not step (SWALR sets the lr)
+        self.final_epoch = False  # in on_epoch_end: whether the run ends with this epoch
+        self.batch_idx = 0  # in on_step_end: the epoch's batches done (1, 2, ...)
+        self.outcome = "finished"  # in on_fit_end: finished, stopped (a signal) or failed
 
     @abstractmethod
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -137,11 +144,13 @@ class BaseTrainer(ABC):
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _step_scheduler(self, row: dict, epoch: int) -> None:
-        """After an epoch: the averagers' epoch updates (SWA then owns the lr), else the
-        scheduler's epoch step."""
-        if any([a.after_epoch(epoch, self.plain_model) for a in self.averagers]) \
-                or self.lr_scheduler is None or self.step_interval:
+    def _call(self, hook: str, *args: Any) -> None:
+        for method in self.hooks[hook]:
+            method(self, *args)
+
+    def _step_scheduler(self, row: dict) -> None:
+        """After an epoch: the scheduler's epoch step (unless paused: SWA owns the lr)."""
+        if self.lr_scheduler_paused or self.lr_scheduler is None or self.step_interval:
             return
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             key = self.mnt_metric or ("val_loss" if "val_loss" in row else "loss")
@@ -149,19 +158,13 @@ class BaseTrainer(ABC):
         else:
             self.lr_scheduler.step()
 
-    def _scheduler_step_done(self, optimizer_step: int) -> None:
-        """After optimizer step number `optimizer_step` of the run (1, 2, ...): with
-        interval step, log the lr that step used (TensorBoard `lr_step`) and step the
+    def _scheduler_step_done(self) -> None:
+        """After an optimizer step (and its on_step_end hooks): with interval step, step the
         scheduler."""
-        if self.lr_scheduler is None or not self.step_interval \
-                or any(a.owns_lr for a in self.averagers):
-            return
-        if self.writer is not None:
-            self.writer.scalar("lr_step", self.current_lr(), optimizer_step)
-        self.lr_scheduler.step()
-    def _max_steps_reached(self) -> bool:
-        max_steps = self.config["trainer"].get("max_steps")
-        return max_steps is not None and self.global_step >= max_steps
+        if self.lr_scheduler is not None and self.step_interval \
+                and not self.lr_scheduler_paused:
+            self.lr_scheduler.step()
+
 
     def _agree_stop(self) -> bool:
         """Whether a stop was requested; under DDP on any rank (every rank calls this
@@ -195,14 +198,19 @@ class BaseTrainer(ABC):
 
     def train(self) -> list[dict]:
         """Run epochs start_epoch..epochs; return the history of per-epoch rows."""
-        columns = csv_columns(list(self.metrics), self.valid_data_loader is not None,
-                              lr_column_names(self.optimizer))
-        log_dir = self.run_folder.log_dir
-        if self.is_main:
-            self.csv = MetricsCSV(log_dir / "metrics.csv", columns, self.history)
-        self.writer = open_writers(self.run_folder, self.config, self.is_main, self.history)
-        with self.writer, stop_signals_handled(self._request_stop):
-            self._loop()
+        self.hooks = {hook: overriding(self.callbacks, hook) for hook in HOOKS}
+        self.outcome = "failed"
+        try:
+            self._call("on_fit_start")
+            with stop_signals_handled(self._request_stop):
+                self._loop()
+            self.outcome = "finished"
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt) or hasattr(e, "exit_code"):  # a stop signal
+                self.outcome = "stopped"
+            raise
+        finally:
+            fit_end(self)
         return self.history
 
     def _loop(self) -> None:
@@ -210,21 +218,14 @@ class BaseTrainer(ABC):
             # a mid-epoch resume carries on with the lr its epoch started with
             lrs = self.epoch_lr = self.epoch_lr or lr_entries(self.optimizer)
             start = time.perf_counter()
+            self._call("on_epoch_start", epoch)
             try:
                 result = self._train_epoch(epoch)
             except StopTraining as stop:
                 path = self._save_interrupted(stop)
                 raise Interrupted(self.stop_signal, path) from None
-            self._step_scheduler(result, epoch)
             row = {"epoch": epoch, **result, **lrs,
                    "seconds": round(time.perf_counter() - start, 4)}
-            self.epoch_lr = None
-            self._add_history(row)
-            if self.csv is not None:
-                self.csv.write(row)
-            self.writer.write(row, epoch)
-            self.writer.histograms(self.plain_model, epoch)
-
             improved = self._improved(row)
             if improved:
                 self.mnt_best = row[self.mnt_metric]
@@ -232,15 +233,19 @@ class BaseTrainer(ABC):
             elif self.mnt_mode != "off":
                 self.early_stop_count += 1
             stop = self.early_stop > 0 and self.early_stop_count >= self.early_stop
-            done = self._max_steps_reached()
-            last = epoch == self.epochs or stop or done
-            for averager in self.averagers if last else ():  # SWA: update_bn, then saved
-                averager.finish(self.data_loader, self.device, epoch)
+            done = max_steps_reached(self.config["trainer"]["max_steps"], self.global_step)
+            self.final_epoch = last = epoch == self.epochs or stop or done
+            known = len(row)
+            self._call("on_epoch_end", epoch, row)  # SWA, keys of callbacks, then the loggers
+            extra = tuple(row)[known:]
+            self._step_scheduler(row)
+            self.epoch_lr = None
+            self._add_history(row)
             periodic = epoch % self.save_period == 0 or last
             if periodic or improved:
                 self._save_checkpoint(epoch, row, periodic=periodic, best=improved)
             saved = ("ckpt",) * periodic + ("best",) * improved
-            self.logger.info(epoch_line(row, self.epochs, self.mnt_metric, saved))
+            self.logger.info(epoch_line(row, self.epochs, self.mnt_metric, saved, extra))
             if stop:
                 self.logger.info(f"{self.mnt_metric} did not improve for {self.early_stop} "
                                  f"epochs: early stop after epoch {epoch}")
@@ -280,12 +285,16 @@ class BaseTrainer(ABC):
             "data_order": data_order(self.data_loader, self.config["seed"],
                                      self.config.trainer["accumulate_steps"],
                                      dist.get_world_size(), self.config.trainer["len_epoch"]),
+            # the config's callbacks, in order (the built-in ones add keys in on_checkpoint)
+            "callbacks_state": [{"type": name, "state": cb.state_dict()}
+                                for name, cb in self.configured],
         }
-        for averager in self.averagers:
-            state.update(averager.state())
-        if self.writer is not None:  # the MLflow run id
-            state.update(self.writer.state())
         return state
+
+    def _write(self, state: dict, *paths: Path) -> None:
+        """The on_checkpoint hooks, then `state` written to `paths` (rank 0)."""
+        self._call("on_checkpoint", state)
+        save_atomic(state, *paths)
 
     def _periodic_path(self, epoch: int) -> Path:
         return self.checkpoint_dir / epoch_checkpoint_name(epoch)
@@ -298,7 +307,7 @@ class BaseTrainer(ABC):
             return
         paths = ([self.checkpoint_dir / BEST_NAME] if best else []) + \
             ([self._periodic_path(epoch)] if periodic else [])
-        save_atomic(self._state(epoch, row["loss"]), *paths)
+        self._write(self._state(epoch, row["loss"]), *paths)
         if periodic:
             (self.checkpoint_dir / INTERRUPT_NAME).unlink(missing_ok=True)
             self._prune_checkpoints()
@@ -320,7 +329,7 @@ class BaseTrainer(ABC):
         path = self.checkpoint_dir / INTERRUPT_NAME
         if not self.is_main:
             return path
-        save_atomic(state, path)
+        self._write(state, path)
         hint = resume_hint(dist.launch_command(), path)
         during = ", in its validation (rerun on resume)" if stop.validating else ""
         self.logger.warning(f"stopped in epoch {stop.epoch} after {stop.batches_done} batches"
@@ -331,7 +340,7 @@ class BaseTrainer(ABC):
         """Restore the state of a checkpoint (exact resume) or its weights (fine-tune)."""
         model = self.plain_model
         if finetune:
-            self._load_weights_for_finetune(ckpt)
+            load_weights_for_finetune(model, ckpt, self.config, self.logger)
         else:
             model.load_state_dict(ckpt["model_state_dict"])
         restore_optimizer(self.optimizer, ckpt, self.config, model, finetune, self.logger)
@@ -343,10 +352,7 @@ class BaseTrainer(ABC):
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler_state_dict"])
         if self.scaler.is_enabled() and ckpt.get("grad_scaler_state_dict"):
             self.scaler.load_state_dict(ckpt["grad_scaler_state_dict"])
-        for averager in self.averagers:
-            if not averager.load(ckpt):
-                self.logger.warning(f"warning: the checkpoint holds no {averager.prefix} weights; "
-                                    f"the {averager.prefix} average starts afresh")
+        restore_callbacks(self, ckpt)
         self.mnt_best = ckpt.get("monitor_best", self.mnt_best)
         self.early_stop_count = ckpt.get("early_stop_count", 0)
         for row in history_rows(ckpt):
@@ -362,15 +368,3 @@ class BaseTrainer(ABC):
         if ckpt.get("rng_state") is not None:
             restore_rng_state(ckpt["rng_state"])
 
-    def _load_weights_for_finetune(self, ckpt: dict) -> None:
-        model = self.plain_model
-        own = model.state_dict()
-        loaded = {k: v for k, v in ckpt["model_state_dict"].items()
-                  if k in own and own[k].shape == v.shape}
-        skipped = sorted(set(own) - set(loaded))
-        if ckpt["config"].get("arch") != self.config["arch"]:
-            self.logger.warning("warning: the checkpoint's arch differs from the config's; "
-                                "loading the weights whose names and shapes match")
-        if skipped:
-            self.logger.warning(f"warning: not restored from the checkpoint: {', '.join(skipped)}")
-        model.load_state_dict(loaded, strict=False)

@@ -1,4 +1,5 @@
-"""Fine-tuning (`-c NEW -r CKPT`): keep the optimizer state only where the parameters still fit."""
+"""Fine-tuning (`-c NEW -r CKPT`) and resume: the checkpoint's weights where they fit, its
+optimizer state where the parameters (and their groups) still fit."""
 
 from __future__ import annotations
 
@@ -41,6 +42,22 @@ def optimizer_state_for_finetune(state: dict, model: torch.nn.Module,
         logger.warning(f"warning: optimizer state dropped for {', '.join(dropped)} "
                        f"(their shapes changed); it starts fresh for them")
     return {**state, "state": kept}
+
+
+def load_weights_for_finetune(model: torch.nn.Module, ckpt: dict, config: Any,
+                              logger: Any) -> None:
+    """The checkpoint's weights whose names and shapes match the model's; a warning names
+    the others (a new head, a changed arch)."""
+    own = model.state_dict()
+    loaded = {k: v for k, v in ckpt["model_state_dict"].items()
+              if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(own) - set(loaded))
+    if ckpt["config"].get("arch") != config["arch"]:
+        logger.warning("warning: the checkpoint's arch differs from the config's; "
+                       "loading the weights whose names and shapes match")
+    if skipped:
+        logger.warning(f"warning: not restored from the checkpoint: {', '.join(skipped)}")
+    model.load_state_dict(loaded, strict=False)
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: dict, config: Any,

@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.plain_loop import plain_train_epoch  # noqa: E402
 from logger.logger import setup_logging  # noqa: E402
-from trainer import Trainer  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
+from trainer.loop.trainer import Trainer  # noqa: E402
 from trainer.run.run_folder import create_run_folder  # noqa: E402
 from utils.checkpoint import save_atomic  # noqa: E402
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from base import BaseDataLoader
+from data_loader.datasets import TensorDataset
 from utils.csv_table import cell_place, parse_number, read_rows
 from utils.errors import ArgError
 
@@ -102,3 +104,25 @@ def read_csv_table(path: str, target: str, task: str, features: list[str] | None
             raise ValueError(f"{place}: expected a class label, got an empty value")
     ids, class_names = _class_ids([r[t_col] for _, r in rows])
     return x_t, torch.tensor(ids, dtype=torch.int64), names, class_names
+
+
+class CsvDataLoader(BaseDataLoader):
+    """A CSV file with a header row: `target` names the label column, `features` the input
+    columns (null: all the others), `task` 'classification' or 'regression'.
+
+    Every feature value must be a number. Class labels are non-negative integers
+    or names (names become ids 0..K-1 in sorted order). Relative paths are read
+    from the current folder, else from the repository root.
+    """
+
+    def __init__(self, path: str, target: str, task: str = "regression",
+                 features: list[str] | None = None, delimiter: str = ",", batch_size: int = 64,
+                 shuffle: bool = True, validation_split=0.1, test_split=0.2,
+                 num_workers: int = 0, standardize: bool = True, split_seed: int = 0,
+                 training: bool = True, seed: int = 0):
+        x, y, self.feature_names, self.class_names = read_csv_table(path, target, task, features,
+                                                                   delimiter)
+        self.task = task
+        super().__init__(TensorDataset(x, y), batch_size, shuffle, validation_split, num_workers,
+                         test_split=test_split, training=training, seed=seed,
+                         split_seed=split_seed, standardize=standardize)

@@ -1,4 +1,6 @@
-"""Built-in data loaders. Each is one BaseDataLoader subclass, found by class name."""
+"""The scikit-learn data loaders (digits and the other bundled sets). Each is one
+BaseDataLoader subclass, found by class name; CsvDataLoader lives in csv_file.py and
+SequenceDataLoader in sequence_task.py, so that their runs never import scikit-learn."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import sklearn.datasets
 import torch
 
 from base import BaseDataLoader
-from data_loader.csv_file import read_csv_table
-from data_loader.datasets import SequenceDataset, TensorDataset
-from data_loader.sequence_task import majority_marker_task
+from data_loader.csv_file import CsvDataLoader
+from data_loader.datasets import TensorDataset
+from data_loader.sequence_task import SequenceDataLoader
 from utils.errors import ArgError, RunError, unknown_name
+
+# defined beside what they read (no scikit-learn there), still importable from here
+__all__ = ["CsvDataLoader", "DigitsDataLoader", "SequenceDataLoader", "SklearnDataLoader"]
 
 
 class DigitsDataLoader(BaseDataLoader):
@@ -111,46 +116,3 @@ class SklearnDataLoader(BaseDataLoader):
         super().__init__(tabular_dataset(x, y, self.task), batch_size, shuffle, validation_split,
                          num_workers, test_split=test_split, training=training, seed=seed,
                          split_seed=split_seed, standardize=standardize)
-
-
-class CsvDataLoader(BaseDataLoader):
-    """A CSV file with a header row: `target` names the label column, `features` the input
-    columns (null: all the others), `task` 'classification' or 'regression'.
-
-    Every feature value must be a number. Class labels are non-negative integers
-    or names (names become ids 0..K-1 in sorted order). Relative paths are read
-    from the current folder, else from the repository root.
-    """
-
-    def __init__(self, path: str, target: str, task: str = "regression",
-                 features: list[str] | None = None, delimiter: str = ",", batch_size: int = 64,
-                 shuffle: bool = True, validation_split=0.1, test_split=0.2,
-                 num_workers: int = 0, standardize: bool = True, split_seed: int = 0,
-                 training: bool = True, seed: int = 0):
-        x, y, self.feature_names, self.class_names = read_csv_table(path, target, task, features,
-                                                                   delimiter)
-        self.task = task
-        super().__init__(TensorDataset(x, y), batch_size, shuffle, validation_split, num_workers,
-                         test_split=test_split, training=training, seed=seed,
-                         split_seed=split_seed, standardize=standardize)
-
-
-class SequenceDataLoader(BaseDataLoader):
-    """The generated "majority marker" sequence task (data_loader/sequence_task.py).
-
-    Batches are (tokens (B, T) int64 padded with 0 to the batch's longest
-    sequence, lengths (B,) int64, labels (B,) int64), for models called as
-    model(tokens, lengths). The data is a pure function of `data_seed`; the
-    split, as everywhere, of `split_seed`.
-    """
-
-    def __init__(self, n_samples: int = 2000, vocab_size: int = 30, n_class: int = 4,
-                 min_len: int = 5, max_len: int = 60, data_seed: int = 0, batch_size: int = 32,
-                 shuffle: bool = True, validation_split=0.1, test_split=0.2,
-                 num_workers: int = 0, split_seed: int = 0, training: bool = True,
-                 seed: int = 0):
-        sequences, labels = majority_marker_task(n_samples, vocab_size, n_class, min_len,
-                                                 max_len, data_seed)
-        super().__init__(SequenceDataset(sequences, labels), batch_size, shuffle,
-                         validation_split, num_workers, test_split=test_split, training=training,
-                         seed=seed, split_seed=split_seed)

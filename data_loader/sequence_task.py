@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from base import BaseDataLoader
+from data_loader.datasets import SequenceDataset
+
 MAX_LABEL_COUNT = 4
 
 
@@ -38,3 +41,24 @@ def majority_marker_task(n_samples: int, vocab_size: int, n_class: int, min_len:
         seq[rng.permutation(length)[:count.sum()]] = np.repeat(markers, count)
         sequences.append(torch.from_numpy(seq).long())
     return sequences, torch.from_numpy(labels).long()
+
+
+class SequenceDataLoader(BaseDataLoader):
+    """The generated "majority marker" sequence task (above).
+
+    Batches are (tokens (B, T) int64 padded with 0 to the batch's longest
+    sequence, lengths (B,) int64, labels (B,) int64), for models called as
+    model(tokens, lengths). The data is a pure function of `data_seed`; the
+    split, as everywhere, of `split_seed`.
+    """
+
+    def __init__(self, n_samples: int = 2000, vocab_size: int = 30, n_class: int = 4,
+                 min_len: int = 5, max_len: int = 60, data_seed: int = 0, batch_size: int = 32,
+                 shuffle: bool = True, validation_split=0.1, test_split=0.2,
+                 num_workers: int = 0, split_seed: int = 0, training: bool = True,
+                 seed: int = 0):
+        sequences, labels = majority_marker_task(n_samples, vocab_size, n_class, min_len,
+                                                 max_len, data_seed)
+        super().__init__(SequenceDataset(sequences, labels), batch_size, shuffle,
+                         validation_split, num_workers, test_split=test_split, training=training,
+                         seed=seed, split_seed=split_seed)

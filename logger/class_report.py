@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import classification_report
 
 from utils.csv_table import write_csv
 from utils.files import write_figure, write_json
@@ -23,6 +22,8 @@ def confusion_and_report(matrix: np.ndarray):
     """(confusion matrix, report text, report dict) over all C classes, from the counts of
     (true, predicted) pairs: the labels are expanded back from the counts, so the report is
     scikit-learn's own."""
+    from sklearn.metrics import classification_report  # classification reports only
+
     n_class = len(matrix)
     labels = list(range(n_class))
     pairs = np.repeat(np.arange(n_class * n_class), matrix.reshape(-1))

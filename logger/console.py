@@ -22,23 +22,25 @@ def fmt(value: object) -> str:
     return str(value)
 
 
-def shown_metrics(row: dict, monitor: str | None) -> list[str]:
+def shown_metrics(row: dict, monitor: str | None, extra: tuple[str, ...] = ()) -> list[str]:
     """The row's keys an epoch line shows, most important first: the training loss, the
-    monitored metric, then the validation metrics."""
+    monitored metric, val_loss, `extra` (keys the run's callbacks added, e.g. grad_norm),
+    then the other validation metrics."""
     keys = ["loss"]
-    if monitor and monitor in row and monitor not in keys:
-        keys.append(monitor)
-    keys += [k for k in row if k.startswith("val_") and k not in keys]
-    return keys
+    for key in (monitor, "val_loss", *extra):
+        if key and key in row and key not in keys:
+            keys.append(key)
+    return keys + [k for k in row if k.startswith("val_") and k not in keys]
 
 
 def epoch_line(row: dict, epochs: int, monitor: str | None = None,
-               saved: tuple[str, ...] = ()) -> str:
+               saved: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> str:
     """'epoch 3/30  loss 0.5313  val_loss 0.4421  val_accuracy 0.905  lr 0.001  0.07s  [best]'
 
-    `saved` names what was written after the epoch ('ckpt', 'best'). Metrics that do not fit
-    in MAX_WIDTH are left out, the least important first (metrics.csv has them all)."""
-    keys = shown_metrics(row, monitor)
+    `saved` names what was written after the epoch ('ckpt', 'best'); `extra`, keys of the row
+    that callbacks added (shown after val_loss). Metrics that do not fit in
+    MAX_WIDTH are left out, the least important first (metrics.csv has them all)."""
+    keys = shown_metrics(row, monitor, extra)
     head = f"epoch {row['epoch']}/{epochs}"
     tail = [f"lr {fmt(row['lr'])}", f"{row['seconds']:.2f}s"]
     if saved:

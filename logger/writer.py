@@ -1,26 +1,36 @@
-"""Per-epoch metric writers: metrics.csv always, TensorBoard when enabled, and the optional
-backends of trainer.loggers (MLflow: logger/mlflow_logger.py) behind one Writers object."""
+"""Per-epoch metric writers: metrics.csv always, TensorBoard when enabled, and the checks of
+the optional backends of trainer.loggers (MLflow: logger/mlflow_logger.py). The built-in
+callbacks of trainer/callbacks/loggers.py drive them."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from logger import mlflow_logger, mlflow_reach
 from logger.logger import get_logger
-from utils.errors import ConfigError, RunError, did_you_mean
-from utils.files import write_output
+from utils.csv_table import write_csv
+from utils.errors import ConfigError, did_you_mean
 
 LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
+
+
+def lr_entries(optimizer: Any) -> dict[str, float]:
+    """{'lr': the first parameter group's lr}, and with several groups (optimizer.param_groups,
+    no_decay: utils/param_groups.py) `lr/<n>` for each: an epoch row's lr keys."""
+    lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    entries = {"lr": lrs[0]}
+    if len(lrs) > 1:
+        entries.update({f"lr/{i}": lr for i, lr in enumerate(lrs)})
+    return entries
 
 
 def csv_columns(metric_names: list[str], validate: bool,
                 lr_columns: list[str] | None = None) -> list[str]:
     """metrics.csv's columns; `lr_columns`: `lr`, and `lr/<n>` per parameter group when
-    there are several (utils/param_groups.py)."""
+    there are several (the keys of lr_entries)."""
     cols = ["epoch", "loss", *metric_names]
     if validate:
         cols += ["val_loss", *[f"val_{m}" for m in metric_names]]
@@ -31,24 +41,32 @@ class MetricsCSV:
     """metrics.csv, one row per epoch. On resume it is rewritten from the
     checkpoint's history first, so no epoch appears twice. Each epoch the whole (small)
     file is written again to a temporary file and renamed over it, so a reader sees whole
-    rows and a link planted in its place is replaced, never written through."""
+    rows and a link planted in its place is replaced, never written through. A row with a
+    key the columns lack (one a callback added: grad_norm) adds a column before `lr`."""
 
     def __init__(self, path: Path, columns: list[str], history: list[dict]):
         self.path = path
-        self.buffer = io.StringIO()
-        self.writer = csv.DictWriter(self.buffer, fieldnames=columns, extrasaction="ignore",
-                                     lineterminator="\n")
-        self.writer.writeheader()
-        self.writer.writerows(history)
+        self.columns = list(columns)
+        self.rows = list(history)
+        self._add_columns(self.rows)
         self._flush()
 
     def write(self, row: dict) -> None:
-        self.writer.writerow(row)
+        self.rows.append(row)
+        self._add_columns([row])
         self._flush()
+
+    def _add_columns(self, rows: list[dict]) -> bool:
+        new = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in self.columns]
+        at = self.columns.index("lr") if "lr" in self.columns else len(self.columns)
+        self.columns[at:at] = new
+        return bool(new)
 
     def _flush(self) -> None:
         # no fsync: a resume writes the file again from the checkpoint's history
-        write_output(self.buffer.getvalue(), self.path, durable=False)
+        write_csv(self.path, self.columns,
+                  [[row.get(column, "") for column in self.columns] for row in self.rows],
+                  durable=False)
 
 
 class TensorboardWriter:
@@ -62,10 +80,9 @@ class TensorboardWriter:
     text. Enabled but not installed: a warning, and training goes on.
     """
 
-    def __init__(self, log_dir: Path, enabled: bool, config: dict | None = None):
+    def __init__(self, log_dir: Path, enabled: bool, config: dict):
         self.writer = None
-        trainer = (config or {}).get("trainer") or {}
-        self.histogram_period = int(trainer.get("histogram_period", 0) or 0)
+        self.histogram_period = config["trainer"]["histogram_period"]  # resolved
         if not enabled:
             return
         try:
@@ -128,7 +145,7 @@ def validate_loggers(loggers: object, options: object) -> tuple[list[str], dict]
 
 def check_loggers_installed(trainer: dict) -> None:
     """ConfigError naming the pip command for a listed backend that is not installed."""
-    if "mlflow" in trainer.get("loggers", []):
+    if "mlflow" in trainer["loggers"]:
         mlflow_logger.check_installed()
 
 
@@ -138,58 +155,3 @@ def check_loggers(config: dict, is_main: bool) -> None:
     check_loggers_installed(config["trainer"])
     if is_main and "mlflow" in config["trainer"]["loggers"]:
         mlflow_reach.check_reachable(config)
-
-
-class Writers:
-    """The run's backends (TensorBoard, MLflow) as one writer; as a context manager it ends
-    them, an MLflow run as FINISHED, KILLED (a stop signal) or FAILED."""
-
-    def __init__(self, tensorboard: TensorboardWriter, others: list):
-        self.tensorboard, self.others = tensorboard, others
-
-    def write(self, row: dict, step: int) -> None:
-        self.tensorboard.write(row, step)
-        for backend in self.others:
-            backend.write(row, step)
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        self.tensorboard.scalar(tag, value, step)
-
-    def histograms(self, model, epoch: int) -> None:
-        self.tensorboard.histograms(model, epoch)
-
-    def state(self) -> dict:
-        """Plain data for the checkpoint (the MLflow run id)."""
-        return {k: v for backend in self.others for k, v in backend.state().items()}
-
-    def __enter__(self) -> Writers:
-        return self
-
-    def __exit__(self, exc_type, exc, _tb) -> None:
-        stopped = exc_type is KeyboardInterrupt or hasattr(exc, "exit_code")
-        status = "FINISHED" if exc_type is None else "KILLED" if stopped else "FAILED"
-        self.tensorboard.close()
-        for backend in self.others:
-            try:
-                backend.close(status)
-            except RunError as e:
-                if exc_type is None:
-                    raise
-                get_logger("writer").warning(f"warning: {e}")  # the run's own error goes on
-
-
-def open_writers(run_folder, config, is_main: bool, history: list[dict]) -> Writers:
-    """The Writers of a run: TensorBoard (trainer.tensorboard) and, on rank 0, the
-    trainer.loggers. An exact resume in its own folder continues the checkpoint's MLflow run."""
-    trainer = config.trainer
-    tensorboard = TensorboardWriter(run_folder.log_dir, trainer["tensorboard"] and is_main,
-                                    config.config)
-    others = []
-    if is_main and "mlflow" in trainer.get("loggers", []):
-        ckpt = getattr(config, "checkpoint", None) or {}
-        same_run = run_folder.reused and not getattr(config, "finetune", False)
-        run_id = ckpt.get(mlflow_logger.RUN_ID_KEY) if same_run else None
-        name = f"{config['name']}/{run_folder.run_id}"
-        others.append(mlflow_logger.MlflowLogger(config.config, name, run_folder.save_dir,
-                                                 run_id, history))
-    return Writers(tensorboard, others)

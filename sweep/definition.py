@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import ConfigError
+from utils.options import SWEEP
 from utils.schema import parse_monitor
 
-SWEEP_KEYS = ("name", "method", "trials", "seed", "metric", "parameters", "storage", "pruner",
-              "study", "heartbeat_interval", "grace_period")
 OWN_METHODS = ("grid", "random")
 OPTUNA_SAMPLERS = {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler",
                    "gp": "GPSampler", "nsga2": "NSGAIISampler"}
 OPTUNA_ONLY = ("pruner", "study")
-PRUNERS = ("median", "hyperband", "none")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
 OPTUNA_PIP = "pip install optuna  (or: pip install -e '.[sweep]')"
 
@@ -86,10 +84,10 @@ class Sweep:
     trials: int | None = None
     seed: int = 0
     storage: str | None = None
-    pruner: str = "median"
+    pruner: str = SWEEP["pruner"].default
     study: str | None = None
-    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats (the queue)
-    grace_period: int = 60  # seconds without one before its trial is failed and retried
+    heartbeat_interval: int = SWEEP["heartbeat_interval"].default  # seconds between beats
+    grace_period: int = SWEEP["grace_period"].default  # silent seconds: failed and retried
     sweep_id: str = ""
     raw: dict = field(default_factory=dict)  # the config as given, overrides applied
     plan: list[Trial] = field(default_factory=list)  # grid and random: every trial up front

@@ -25,10 +25,6 @@ from utils.errors import ConfigError
 from utils.files import read_json, write_json
 
 
-def is_sweep_folder(path: Path) -> bool:
-    return path.is_dir() and (path / "sweep.json").is_file()
-
-
 def finished_trials(folder: Path) -> list[dict]:
     """The records of the folder's finished trials, in trial order."""
     definition = read_json(folder / "sweep.json") or {}
@@ -45,7 +41,7 @@ def finished_trials(folder: Path) -> list[dict]:
     return sorted(records, key=lambda r: r["trial"])
 
 
-def evaluate(checkpoint: Path, trust_config: bool = False
+def test_outputs(checkpoint: Path, trust_config: bool = False
              ) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One model's test metrics, its outputs on the test split and the targets. The
     checkpoint's config is data unless `trust_config` (--trust-config)."""
@@ -72,7 +68,7 @@ def test_sweep(folder: Path, output: Path | None = None, trust_config: bool = Fa
         if ckpt is None:
             raise ConfigError(f"{folder}: trial {record['trial']} has no checkpoint in "
                               f"{record.get('run_dir')}")
-        metrics, out, tgt = evaluate(ckpt, trust_config)
+        metrics, out, tgt = test_outputs(ckpt, trust_config)
         if target is not None and not torch.equal(tgt, target):
             raise ConfigError(f"{ckpt}: its test split differs from the other trials'")
         target = tgt

@@ -28,7 +28,7 @@ def open_parent(sweep: Sweep) -> str | None:
     this process's environment for the trials; the run ends (FINISHED) when this process exits.
     A tracking server that does not answer is a RunError before anything is written."""
     config = sweep.base
-    if "mlflow" not in config["trainer"].get("loggers", []):
+    if "mlflow" not in config["trainer"]["loggers"]:
         return None
     mlflow_logger.check_installed()
     uri = mlflow_reach.check_reachable(config)  # before the sweep folder: a silent server fails

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sweep.definition import Param, Sweep, Trial, config_key, describe
-from trainer.config.parse_config import ConfigParser, has_validation, validate_config
+from trainer.config.component_checks import has_validation
+from trainer.config.parse_config import ConfigParser, validate_config
 from utils.config_compose import resolve_interpolations
 from utils.config_io import set_by_path
 from utils.errors import ConfigError, did_you_mean

@@ -16,6 +16,7 @@ from typing import Any
 
 from sweep.definition import Param, describe
 from utils.errors import ConfigError
+from utils.options import TOP_LEVEL, value_of
 from utils.schema import expect, is_int
 
 FOLD_KEY = "data_loader.args.fold"
@@ -45,7 +46,7 @@ def replicate_params(args: Any, raw: dict, cli_params: list[Param]) -> tuple[dic
         expect(is_int(repeat) and repeat >= 1, "--repeat", "a positive integer", repeat)
         if "seed" in taken:
             raise ConfigError("--repeat sweeps the seed itself; drop the -m list of seed")
-        seed = raw.get("seed", 0)
+        seed = value_of(TOP_LEVEL, raw, "seed")
         expect(is_int(seed) and seed >= 0, "seed", "an integer >= 0", seed)
         params.append(Param("seed", values=list(range(seed, seed + repeat))))
     return raw, params

@@ -32,8 +32,6 @@ from sweep.definition import (
     OPTUNA_PIP,
     OPTUNA_SAMPLERS,
     OWN_METHODS,
-    PRUNERS,
-    SWEEP_KEYS,
     Param,
     Sweep,
     config_key,
@@ -53,6 +51,7 @@ from utils.config_io import (
     split_choices,
 )
 from utils.errors import ConfigError, check_keys, did_you_mean
+from utils.options import SWEEP, check_value, value_of
 from utils.schema import expect, is_int, is_number
 
 # ---------------------------------------------------------------- command line
@@ -175,29 +174,23 @@ def parse_section(section: Any, base: dict, source: str, cli_params: list[Param]
     if section is None:
         section = {}
     expect(isinstance(section, dict), "sweep", "a mapping (method, parameters, ...)", section)
-    check_keys(section, SWEEP_KEYS, "sweep")
+    check_keys(section, SWEEP, "sweep")
     method = parse_method(section)
-    name = section.get("name", base["name"])
+    name = base["name"] if value_of(SWEEP, section, "name") is None else section["name"]
     expect(isinstance(name, str) and bool(name.strip()) and "/" not in name
            and name not in (".", ".."), "sweep.name", "a non-empty name without '/'", name)
     trials = parse_trials(section, method)
     seed = parse_seed(section, method, base["seed"])
     params = parse_params(section, method, cli_params, fixed_keys)
-    metric = check_metric(section.get("metric", base["trainer"]["monitor"]), base, test)
-    storage = section.get("storage")
-    expect(storage is None or (isinstance(storage, str) and "://" in storage), "sweep.storage",
-           "an Optuna storage URL such as postgresql://user:pass@host/db", storage)
-    beats = {k: section.get(k, d) for k, d in (("heartbeat_interval", 10), ("grace_period", 60))}
-    for k, v in beats.items():
-        expect(is_int(v) and v >= 1, f"sweep.{k}", "a positive integer (seconds)", v)
+    metric = value_of(SWEEP, section, "metric")
+    metric = check_metric(base["trainer"]["monitor"] if metric is None else metric, base, test)
+    simple = {k: check_value(SWEEP[k], value_of(SWEEP, section, k), f"sweep.{k}")
+              for k in ("storage", "heartbeat_interval", "grace_period", "pruner", "study")}
+    storage, pruner, study = simple.pop("storage"), simple.pop("pruner"), simple.pop("study")
+    beats = simple
     if beats["grace_period"] <= beats["heartbeat_interval"]:
         raise ConfigError(f"sweep.grace_period: must exceed heartbeat_interval "
                           f"({beats['heartbeat_interval']}), got {beats['grace_period']}")
-    pruner = section.get("pruner", "median")
-    expect(pruner in PRUNERS, "sweep.pruner", f"one of {', '.join(PRUNERS)}", pruner)
-    study = section.get("study")
-    expect(study is None or (isinstance(study, str) and bool(study)), "sweep.study",
-           "a study name", study)
     return Sweep(name=name, method=method, params=params, metric=metric, base=base,
                  source=source, trials=trials, seed=seed, storage=storage, pruner=pruner,
                  study=study, **beats)
@@ -206,7 +199,7 @@ def parse_section(section: Any, base: dict, source: str, cli_params: list[Param]
 def parse_method(section: dict) -> str:
     """sweep.method (default grid); the Optuna-only keys only with an Optuna method."""
     methods = (*OWN_METHODS, *OPTUNA_SAMPLERS)
-    method = section.get("method", "grid")
+    method = value_of(SWEEP, section, "method")
     if method not in methods:
         raise ConfigError(f"sweep.method: expected one of {', '.join(methods)}, got {method!r}"
                           f"{did_you_mean(str(method), methods)}")
@@ -218,7 +211,7 @@ def parse_method(section: dict) -> str:
 
 
 def parse_trials(section: dict, method: str) -> int | None:
-    trials = section.get("trials")
+    trials = value_of(SWEEP, section, "trials")
     if method == "grid":
         if trials is not None:
             raise ConfigError("sweep.trials: a grid runs every combination; trials is for "
@@ -230,7 +223,8 @@ def parse_trials(section: dict, method: str) -> int | None:
 
 
 def parse_seed(section: dict, method: str, default: Any) -> int:
-    seed = section.get("seed", default)
+    seed = value_of(SWEEP, section, "seed")
+    seed = default if seed is None else seed
     if "seed" in section and method != "random":
         raise ConfigError("sweep.seed: only for method random (a grid needs none; Optuna's "
                           "samplers run unseeded so that workers sharing a study do not "
@@ -242,7 +236,7 @@ def parse_seed(section: dict, method: str, default: Any) -> int:
 def parse_params(section: dict, method: str, cli_params: list[Param],
                  fixed_keys: set[str]) -> list[Param]:
     """The section's parameters, less the keys the command line fixes, plus its -m lists."""
-    params_spec = section.get("parameters") or {}
+    params_spec = value_of(SWEEP, section, "parameters") or {}
     expect(isinstance(params_spec, dict), "sweep.parameters",
            "a mapping of key paths to values", params_spec)
     params = {p.key: p for p in (parse_param(k, v) for k, v in params_spec.items())}

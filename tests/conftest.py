@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import fcntl
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -99,13 +102,40 @@ def save_dir(tmp_path: Path) -> Path:
     return tmp_path / "saved"
 
 
+def shared_save_dir(tmp_path_factory, name: str, *args: str) -> Path:
+    """save_dir of `train.py *args` trained once per test session, for the pytest-xdist
+    workers together (the first to ask trains it under a lock; the others wait and reuse
+    it). Tests only read it, or copy it before they change anything."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder the workers' own base folders share
+    save, done = root / f"shared-{name}" / "saved", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(save.parent, ignore_errors=True)
+            result = train(*args, save_dir=save)
+            assert result.returncode == 0, result.stderr
+            done.touch()
+    return save
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
-    """One full run of the README's main job (config/digits_mlp.json); its run folder."""
+    """One full run of the README's main job (config/digits_mlp.json); its run folder. One
+    per pytest worker: some tests write test.py's outputs into it."""
     save = tmp_path_factory.mktemp("digits") / "saved"
     result = train("-c", REPO / "config/digits_mlp.json", save_dir=save)
     assert result.returncode == 0, result.stderr
     return only_run(save, "digits_mlp")
+
+
+@pytest.fixture(scope="session")
+def digits_one_epoch(tmp_path_factory) -> Path:
+    """save_dir of a one-epoch run of config/digits_mlp.json (its checkpoint-epoch1.pth is
+    "some trained checkpoint"); tests that change or resume it copy it first."""
+    return shared_save_dir(tmp_path_factory, "digits-one-epoch", "-c",
+                           REPO / "config/digits_mlp.json", "trainer.epochs=1")
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> dict:
@@ -114,3 +144,80 @@ def load_config(path: Path, overrides: list[str] | None = None) -> dict:
     from utils.config_io import apply_overrides, load_config_file
 
     return validate_config(apply_overrides(load_config_file(path), overrides or []))[0]
+
+
+# --- the fast tier's module check
+#
+# `python -m pytest -m "not slow"` (the whole fast tier, no paths or -k given) or any run with
+# --module-check: every process of the run (the pytest workers and each python they start,
+# through tests/module_log/sitecustomize.py on PYTHONPATH) records the checkout's files it
+# imported; at the end the run fails, naming them, if a project module (a tracked .py file
+# outside tests/) was imported by none. Tests that set PYTHONPATH themselves are not recorded.
+# (new_project.py copies this file without tests/module_log/: there the check is off.)
+
+MODULE_LOG_SITE = Path(__file__).resolve().parent / "module_log"
+module_log_key = pytest.StashKey[Path]()
+missing_key = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--module-check", action="store_true",
+                     help="fail unless the tests run import every project module (on by "
+                          "itself for the whole fast tier, -m 'not slow')")
+
+
+def project_modules() -> list[str]:
+    """The checkout's Python files outside tests/ (tracked or new, not ignored)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "*.py"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    return sorted(f for f in files if not f.startswith("tests/") and (REPO / f).is_file())
+
+
+def module_check_wanted(config: pytest.Config) -> bool:
+    if config.getoption("module_check"):
+        return True
+    return (config.getoption("markexpr") or "").strip() == "not slow" \
+        and config.args_source == pytest.Config.ArgsSource.TESTPATHS \
+        and not config.getoption("keyword")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not MODULE_LOG_SITE.is_dir() \
+            or not module_check_wanted(config):
+        return  # xdist workers inherit the environment set below
+    log = Path(tempfile.mkdtemp(prefix="module-log-"))
+    config.stash[module_log_key] = log
+    paths = [str(MODULE_LOG_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    for env in (os.environ, ENV):  # ENV was copied before this hook ran
+        env.update(PROJECT_MODULE_LOG=str(log), PROJECT_MODULE_ROOT=str(REPO),
+                   PYTHONPATH=os.pathsep.join(paths))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if os.environ.get("PROJECT_MODULE_LOG") and MODULE_LOG_SITE.is_dir():
+        spec = importlib.util.spec_from_file_location("module_log_record",
+                                                      MODULE_LOG_SITE / "sitecustomize.py")
+        recorder = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recorder)
+        recorder.record()  # this process's own imports (a pytest worker's, or the only one's)
+    log = session.config.stash.get(module_log_key, None)
+    if log is None:
+        return
+    seen = {line for f in log.glob("*.txt") for line in f.read_text().splitlines()}
+    shutil.rmtree(log, ignore_errors=True)
+    missing = [m for m in project_modules() if m not in seen]
+    session.config.stash[missing_key] = missing
+    if missing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    missing = config.stash.get(missing_key, None)
+    if missing is None:
+        return
+    if missing:
+        terminalreporter.write_line(f"module check: FAILED, {len(missing)} project module(s) "
+                                    f"imported by no test: {', '.join(missing)}", red=True)
+    else:
+        terminalreporter.write_line(f"module check: every project module "
+                                    f"({len(project_modules())}) was imported", green=True)

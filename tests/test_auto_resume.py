@@ -42,6 +42,7 @@ def decision(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_auto_starts_fresh_then_finishes_and_refuses_a_changed_config(tmp_path, train):
     save = tmp_path / "saved"
     r = train("-c", DIGITS, "--resume", "auto", "trainer.epochs=2", save_dir=save)
@@ -75,6 +76,7 @@ def test_auto_starts_fresh_then_finishes_and_refuses_a_changed_config(tmp_path, 
     assert r.returncode == 2 and r.stderr.startswith("error: --resume auto needs -c")
 
 
+@pytest.mark.slow
 def test_auto_takes_the_run_furthest_into_training_not_the_newest_file(tmp_path, train):
     save = tmp_path / "saved"
     r = train("-c", DIGITS, "trainer.epochs=4", "trainer.save_period=1", save_dir=save)
@@ -150,6 +152,7 @@ def usr1_at(monkeypatch):
     return arm
 
 
+@pytest.mark.slow
 def test_resume_auto_requeued_after_sigusr1_equals_an_unbroken_run(tmp_path, train, usr1_at):
     straight_dir, save = tmp_path / "straight", tmp_path / "saved"
     r = train("-c", DIGITS, *PREEMPTED, save_dir=straight_dir)

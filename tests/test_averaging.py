@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, assert_same_weights, load, only_run, read_json, run_script, train
 from test_resume import rows_without_seconds, start, wait_for
@@ -36,6 +37,7 @@ def test_ema_equals_the_hand_computed_average():
     assert torch.equal(other.module.weight, ema.module.weight)
 
 
+@pytest.mark.slow
 def test_ema_checkpoint_and_test_weights(tmp_path):
     r = train("-c", DIGITS, *TINY, *EMA_ON, save_dir=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -72,6 +74,7 @@ def test_ema_decay_out_of_range_is_a_config_error(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_interrupt_mid_epoch_with_ema_resumes_exactly(tmp_path):
     slow = ["arch.args.dropout=0.2", "data_loader.args.batch_size=4", "trainer.epochs=2",
             "trainer.save_period=100", "trainer.verbosity=1", *EMA_ON]

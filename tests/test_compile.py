@@ -31,6 +31,7 @@ EXACT = ["arch.args.dropout=0.2", "lr_scheduler.args.step_size=1", "lr_scheduler
          "trainer.save_period=1", "trainer.verbosity=0", "trainer.epochs=3"]
 
 
+@pytest.mark.slow
 def test_compiled_runs_resume_both_ways_and_load_strictly(tmp_path):
     plain_dir, comp_dir = tmp_path / "plain", tmp_path / "compiled"
     r = train("-c", DIGITS, *EXACT, save_dir=plain_dir)

@@ -93,6 +93,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_train_input(tmp_path, case):
     _, make_args, named = case
@@ -112,6 +113,7 @@ def test_missing_file_names_the_path(tmp_path):
     assert r.stderr.strip() == f"error: config file not found: {tmp_path / 'nope.json'}"
 
 
+@pytest.mark.slow
 def test_did_you_mean_and_listing():
     r = run_script("train.py", "-c", DIGITS, "+optimizer.args.lrr=0.1")
     assert "did you mean 'lr'?" in r.stderr
@@ -119,6 +121,7 @@ def test_did_you_mean_and_listing():
     assert "did you mean 'arch.args.hidden'?" in r.stderr and "+arch.args.hiden" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "text", "truncated", "malicious", "not-ours"])
 def test_bad_checkpoints_for_test_py(tmp_path, digits_run, kind):
     path = tmp_path / "ckpt.pth"
@@ -139,6 +142,7 @@ def test_bad_checkpoints_for_test_py(tmp_path, digits_run, kind):
     assert tree_snapshot(digits_run) == before
 
 
+@pytest.mark.slow
 def test_malicious_checkpoint_never_runs(tmp_path):
     import os
 
@@ -154,6 +158,7 @@ def test_malicious_checkpoint_never_runs(tmp_path):
         torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_overrides_set_values_and_are_saved(save_dir):
     r = train("-c", REPO / "config/digits_mlp.yaml", "trainer.epochs=2", "arch.args.depth=3",
               "optimizer.type=SGD", "optimizer.args={lr: 0.05, momentum: 0.9}", save_dir=save_dir)
@@ -175,6 +180,7 @@ def test_overrides_set_values_and_are_saved(save_dir):
     assert all(torch.equal(v, other[k]) for k, v in ckpt["model_state_dict"].items())
 
 
+@pytest.mark.slow
 def test_lr_and_bs_shortcuts(save_dir):
     r = train("-c", DIGITS, "--lr", "0.005", "--bs", "32", "trainer.epochs=1", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
@@ -191,6 +197,7 @@ def test_dry_run_builds_prints_and_writes_nothing(save_dir):
     assert not save_dir.exists()
 
 
+@pytest.mark.slow
 def test_unknown_top_level_key_is_a_warning(save_dir, tmp_path):
     cfg = config_with(tmp_path, lambda c: c.update(notes="tried lr 0.01 first"))
     r = train("-c", cfg, "--dry-run", save_dir=save_dir)
@@ -198,6 +205,7 @@ def test_unknown_top_level_key_is_a_warning(save_dir, tmp_path):
     assert "unknown top-level key 'notes'" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_messages_say_what_is_wrong_and_only_what_works(tmp_path, digits_run):
     """A folder is named as such; a pickle is refused without torch's weights_only advice."""
     evil = tmp_path / "evil.pth"

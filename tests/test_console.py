@@ -13,6 +13,9 @@ from conftest import ENV, REPO, copy_checkout, read_json
 
 from logger.console import MAX_WIDTH, Heartbeat, epoch_line
 
+# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("console")
+
 
 def run_as_printed(command: str, cwd: Path) -> subprocess.CompletedProcess:
     """A command line printed for a person, run as a shell would ('python' = this Python)."""
@@ -31,6 +34,7 @@ def default_run(tmp_path_factory) -> tuple[Path, list[str]]:
     return repo, r.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_default_run_prints_one_short_line_per_epoch(default_run):
     _, lines = default_run
     epochs = [line for line in lines if line.startswith("epoch ")]
@@ -50,6 +54,7 @@ def test_default_run_prints_one_short_line_per_epoch(default_run):
     assert all(len(v.replace(".", "").lstrip("0")) <= 4 for v in numbers), numbers
 
 
+@pytest.mark.slow
 def test_the_final_commands_work_when_pasted(default_run):
     repo, lines = default_run
     evaluate = next(line for line in lines if line.startswith("evaluate:"))

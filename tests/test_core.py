@@ -70,6 +70,7 @@ def test_test_output_flag(digits_run, tmp_path):
     assert read_json(out)["accuracy"] >= 0.95
 
 
+@pytest.mark.slow
 def test_json_and_yaml_configs_give_identical_weights(save_dir):
     for cfg in (DIGITS_JSON, DIGITS_YAML):
         r = train("-c", cfg, "trainer.epochs=3", save_dir=save_dir)
@@ -79,6 +80,7 @@ def test_json_and_yaml_configs_give_identical_weights(save_dir):
                         load(b / "checkpoint-epoch3.pth")["model_state_dict"])
 
 
+@pytest.mark.slow
 def test_sequential_and_modulelist_agree(save_dir):
     from model.model import MLP
 
@@ -111,6 +113,7 @@ def test_mlp_depth_and_tanh_after_every_hidden_linear():
     assert "Trainable parameters: " + str(sum(p.numel() for p in m.parameters())) in str(m)
 
 
+@pytest.mark.slow
 def test_resume_continues_with_optimizer_state(save_dir):
     r = train("-c", DIGITS_JSON, "trainer.epochs=6", "trainer.save_period=1", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
@@ -150,6 +153,7 @@ def test_finetune_continues_numbering_in_new_run(digits_run, save_dir):
     assert ckpt["optimizer_state_dict"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", [
     ("arch.type=Perceptron", "arch.type"),
     ("loss=cross_entropyy", "loss"),
@@ -166,6 +170,7 @@ def test_unknown_names_fail_before_training(save_dir, override, key):
     assert not save_dir.exists()
 
 
+@pytest.mark.slow
 def test_no_gpu_warns_and_uses_cpu(save_dir):
     r = train("-c", DIGITS_JSON, "n_gpu=1", "trainer.epochs=1", save_dir=save_dir)
     assert r.returncode == 0, r.stderr

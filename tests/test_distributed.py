@@ -33,6 +33,9 @@ from conftest import (
 
 from utils.checkpoint import history_rows
 
+# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("distributed")
+
 DIGITS = REPO / "config/digits_mlp.json"
 # 1797 digits: 359 test, 1406 validation -> exactly 32 training samples (one step of 32)
 ONE_STEP = ["data_loader.args.test_split=359", "data_loader.args.validation_split=1406",
@@ -109,8 +112,8 @@ def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float 
 
 def single_process_evaluation(ckpt_path: Path, split: str, amp: str = "off") -> dict:
     """The checkpoint's model evaluated in this process on its 'valid' or 'test' split."""
-    from trainer import evaluate
     from trainer.config.parse_config import ConfigParser
+    from trainer.loop.trainer import loss_and_metrics
     from utils.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
@@ -120,7 +123,7 @@ def single_process_evaluation(ckpt_path: Path, split: str, amp: str = "off") -> 
         loader = loader.split_validation()
     model = config.build_model()
     model.load_state_dict(ckpt["model_state_dict"])
-    return evaluate(model, loader, config.build_criterion(), config.build_metrics(),
+    return loss_and_metrics(model, loader, config.build_criterion(), config.build_metrics(),
                     torch.device("cpu"), amp)
 
 
@@ -141,6 +144,7 @@ def ddp_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 # ---------------------------------------------------------------- outputs and metrics
 
+@pytest.mark.slow
 def test_ddp_run_writes_one_set_of_outputs(ddp_run):
     run, result = ddp_run
     save = run.parents[2]
@@ -156,6 +160,7 @@ def test_ddp_run_writes_one_set_of_outputs(ddp_run):
         "model_best.pth"]
 
 
+@pytest.mark.slow
 def test_ddp_checkpoint_is_plain_and_loads_in_one_process(ddp_run, tmp_path):
     run, _ = ddp_run
     ckpt = load(run / "checkpoint-epoch3.pth")
@@ -166,6 +171,7 @@ def test_ddp_checkpoint_is_plain_and_loads_in_one_process(ddp_run, tmp_path):
     assert read_json(tmp_path / "m.json")["accuracy"] > 0.8
 
 
+@pytest.mark.slow
 def test_ddp_validation_equals_single_process_evaluation(ddp_run):
     run, _ = ddp_run
     ckpt = load(run / "checkpoint-epoch3.pth")
@@ -176,6 +182,7 @@ def test_ddp_validation_equals_single_process_evaluation(ddp_run):
         {k: v for k, v in row.items() if k.startswith("val_")}
 
 
+@pytest.mark.slow
 def test_ddp_test_metrics_equal_single_process_test(ddp_run, tmp_path):
     run, _ = ddp_run
     ckpt = run / "checkpoint-epoch3.pth"
@@ -229,6 +236,7 @@ def initial_weights() -> dict:
     return config.build_all().model.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher, batch, accumulate, clip", [
     ("torchrun", 16, 1, 0),      # DDP: 2 ranks x 16 = one batch of 32
     ("torchrun", 8, 2, 0.05),    # DDP with no_sync on the first of 2 micro-batches, clipped
@@ -256,6 +264,7 @@ def test_one_step_equals_one_single_process_step_of_32(one_step_reference, save_
     assert not torch.equal(got["output.weight"], init["output.weight"])
 
 
+@pytest.mark.slow
 def test_clip_grad_norm_bounds_the_step(one_step_reference):
     init = initial_weights()
     lr, clip = 0.1, 0.05
@@ -272,6 +281,7 @@ def test_clip_grad_norm_bounds_the_step(one_step_reference):
 
 # ---------------------------------------------------------------- resume, interrupts, failures
 
+@pytest.mark.slow
 def test_sigterm_stops_every_rank_and_mid_epoch_resume_is_exact(ddp_run, save_dir, capsys):
     proc = subprocess.Popen(torchrun_cmd("train.py", *RUN_ARGS, "trainer.epochs=300",
                                          f"trainer.save_dir={save_dir}"),
@@ -302,6 +312,7 @@ def test_sigterm_stops_every_rank_and_mid_epoch_resume_is_exact(ddp_run, save_di
                             for i, h in enumerate(history_rows(b))]
 
 
+@pytest.mark.slow
 def test_killing_one_rank_ends_the_run_with_an_error(save_dir):
     args = [*RUN_ARGS, "trainer.epochs=1000", f"trainer.save_dir={save_dir}"]
     proc = subprocess.Popen(torchrun_cmd("train.py", *args), cwd=REPO, env=ENV,
@@ -321,6 +332,7 @@ def test_killing_one_rank_ends_the_run_with_an_error(save_dir):
     assert "Signals.SIGKILL" in err or "SIGKILL" in err or "exitcode" in err
 
 
+@pytest.mark.slow
 def test_two_node_loopback_launch_matches_standalone(ddp_run, save_dir):
     port = free_port()
     procs = []
@@ -385,6 +397,7 @@ def test_scale_out_keys_have_defaults_and_yaml_off_means_off():
 
 # ---------------------------------------------------------------- CUDA (skipped without GPUs)
 
+@pytest.mark.slow
 @needs_cuda
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_cuda_amp_trains_and_keeps_scaler_state(save_dir, amp):
@@ -396,6 +409,7 @@ def test_cuda_amp_trains_and_keeps_scaler_state(save_dir, amp):
     assert history_rows(ckpt)[-1]["val_accuracy"] > 0.7
 
 
+@pytest.mark.slow
 @needs_2_gpus
 def test_nccl_run_validation_equals_single_process(save_dir):
     r = ddp_train("-c", DIGITS, "n_gpu=1", "trainer.epochs=2", save_dir=save_dir)
@@ -407,6 +421,7 @@ def test_nccl_run_validation_equals_single_process(save_dir):
     assert history_rows(ckpt)[-1]["val_accuracy"] == pytest.approx(single["accuracy"])
 
 
+@pytest.mark.slow
 @needs_2_gpus
 def test_data_parallel_warns_and_recommends_torchrun(save_dir):
     r = train("-c", DIGITS, "n_gpu=2", "trainer.epochs=1", save_dir=save_dir)

@@ -50,6 +50,7 @@ def test_some_commands_are_marked_runnable():
     assert any(page == "README.md" for page, _ in COMMANDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page, command", COMMANDS)
 def test_marked_command_runs_as_printed(repo_copy, page, command):
     argv = shlex.split(command)

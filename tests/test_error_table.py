@@ -28,12 +28,10 @@ def checksums(root):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """save_dir of a one-epoch digits run: cases that resume copy it."""
-    save = tmp_path_factory.mktemp("trained") / "saved"
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
-    assert r.returncode == 0, r.stderr
-    return save
+def trained(digits_one_epoch) -> Path:
+    """save_dir of a one-epoch digits run (tests/conftest.py, shared): cases that resume copy
+    it."""
+    return digits_one_epoch
 
 
 @dataclass
@@ -249,6 +247,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
     _, script, make_args, named, code = case
@@ -290,6 +289,7 @@ def one_error_line(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_checkpoint_save(tmp_path):
     """A small tmpfs holds two checkpoints of the digits MLP (340 KB each), not a third: exit 1,
     one error line naming the file and the cause on stderr and in info.log, the earlier
@@ -314,6 +314,7 @@ def test_disk_full_during_a_checkpoint_save(tmp_path):
         subprocess.run(["umount", str(disk)])
 
 
+@pytest.mark.slow
 def test_two_resume_auto_runs_of_one_config_never_both_start_fresh(tmp_path):
     """The same `--resume auto` command started twice at once (a job requeued while its first
     copy still runs): one trains; the other either stops with one line naming the holder's
@@ -357,6 +358,7 @@ def test_disk_full_during_predictions_leaves_no_csv(tmp_path, trained):
         subprocess.run(["umount", str(disk)])
 
 
+@pytest.mark.slow
 def test_disk_full_during_new_project_leaves_no_folder(tmp_path):
     """new_project.py onto a disk too small for the skeleton: exit 1, one line naming the
     folder and the cause, and nothing left on the disk."""

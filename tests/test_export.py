@@ -12,6 +12,9 @@ import pytest
 import torch
 from conftest import REPO, load, only_run, read_csv, run_script, train
 
+# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("export")
+
 _spec = importlib.util.spec_from_file_location("test_entry_point", REPO / "test.py")
 TEST_PY = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(TEST_PY)
@@ -97,6 +100,7 @@ def export(ckpt: Path, target: Path, capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".onnx", ".pt2", ".safetensors"])
 def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / "out" / f"digits{suffix}"
@@ -119,6 +123,7 @@ def test_mlp_export_reproduces_test_py(mlp_ckpt, tmp_path, suffix, capsys):
             assert json.loads(f.metadata()["config"]) == load(mlp_ckpt)["config"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
 def test_lstm_export_reproduces_test_py(lstm_ckpt, tmp_path, suffix, capsys):
     target = tmp_path / f"lstm{suffix}"

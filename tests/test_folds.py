@@ -16,6 +16,9 @@ import yaml
 
 from tests.conftest import ENV, REPO, load, read_csv, read_json, run_script, train
 
+# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("folds")
+
 EPOCHS = 25
 
 
@@ -81,6 +84,7 @@ def test_fold_split_partitions_the_training_part_stratified():
     assert not torch.equal(fold_indices(pool, labels[pool], 5, 2, 4)[1], valids[2])
 
 
+@pytest.mark.slow
 def test_three_folds_summary_is_mean_and_sample_std_of_the_folds(unbroken):
     rows = sorted(read_csv(unbroken / "summary.csv"), key=lambda r: int(r["trial"]))
     assert [r["data_loader.args.fold"] for r in rows] == ["0", "1", "2"]
@@ -105,6 +109,7 @@ def test_three_folds_summary_is_mean_and_sample_std_of_the_folds(unbroken):
     assert f"{mean:.6g} ± {std:.6g}" in md
 
 
+@pytest.mark.slow
 def test_test_py_on_the_fold_folder_reports_mean_std_and_the_ensemble(unbroken, tmp_path):
     from trainer.config.parse_config import ConfigParser
 
@@ -138,6 +143,7 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_fold_then_rerun_resumes_it_and_matches_unbroken(unbroken, tmp_path):
     save = tmp_path / "saved"
     cmd = [sys.executable, str(REPO / "train.py"), "-c", str(wine_config(tmp_path / "wine.yaml")),
@@ -192,6 +198,7 @@ def test_kill_9_during_a_fold_then_rerun_resumes_it_and_matches_unbroken(unbroke
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_repeat_with_a_grid_groups_trials_by_everything_but_the_seed(tmp_path):
     save = tmp_path / "saved"
     cfg = wine_config(tmp_path / "wine.yaml")
@@ -219,6 +226,7 @@ def test_repeat_with_a_grid_groups_trials_by_everything_but_the_seed(tmp_path):
     assert result.returncode == 2 and "also varies optimizer.args.lr" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--folds", "1"], "--folds: expected an integer >= 2"),
     (["--repeat", "0"], "--repeat: expected a positive integer"),

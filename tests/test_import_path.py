@@ -84,6 +84,7 @@ def write_config(tmp_path: Path, config: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_imported_components_train_and_resume_exactly(tmp_path, ext):
     """An unbroken 4-epoch run against a branch resumed from its epoch-2 checkpoint."""
     cfg = write_config(tmp_path, IMPORTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, assert_same_weights, load, only_run, read_csv, train
 from test_resume import rows_without_seconds, start, wait_for
@@ -37,6 +38,7 @@ def test_len_epoch_cycles_the_loader_in_single_run_order():
     assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(rest, single[18:21]))
 
 
+@pytest.mark.slow
 def test_three_short_epochs_train_like_one_long_one(tmp_path):
     short_dir, long_dir = tmp_path / "short", tmp_path / "long"
     r = train("-c", DIGITS, *PLAIN, "trainer.epochs=3", "trainer.len_epoch=7", save_dir=short_dir)
@@ -51,6 +53,7 @@ def test_three_short_epochs_train_like_one_long_one(tmp_path):
     assert_same_weights(a["model_state_dict"], b["model_state_dict"])
 
 
+@pytest.mark.slow
 def test_max_steps_ends_the_run_mid_epoch(tmp_path):
     r = train("-c", DIGITS, *PLAIN, "trainer.epochs=10", "trainer.len_epoch=7",
               "trainer.max_steps=10", save_dir=tmp_path)
@@ -83,6 +86,7 @@ SLOW = [*PLAIN, "arch.args.dropout=0.2", "data_loader.args.batch_size=4",
         "trainer.save_period=100", "trainer.epochs=6", "trainer.len_epoch=250"]
 
 
+@pytest.mark.slow
 def test_interrupt_mid_epoch_with_len_epoch_resumes_exactly(tmp_path):
     straight_dir, cut_dir = tmp_path / "straight", tmp_path / "cut"
     r = train("-c", DIGITS, *SLOW, save_dir=straight_dir)

@@ -3,7 +3,7 @@
 Layers, each importing only from the ones below it:
 utils -> logger -> base -> model, data_loader -> trainer -> sweep -> entry points.
 No import cycle between modules; imports at module top, except optional extras
-and the one deferred block in each entry point's main().
+and the deferred imports in each entry point's main() (each only for the commands that need it).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from conftest import REPO
 LAYERS = {"utils": 0, "logger": 1, "base": 2, "model": 3, "data_loader": 3, "trainer": 4,
           "sweep": 5, "train": 6, "test": 6, "api": 6, "new_project": 6, "benchmarks": 7}
 PACKAGES = {name for name in LAYERS if (REPO / name).is_dir()}
+# optional extras, imported where used; scikit-learn too, although installed with the core: only
+# its data sets, k-fold splits and the classification report need it, and a run that uses none
+# of them (a CSV file, a sequence task) must not pay for importing it (tests/test_imports.py)
 OPTIONAL = ("torch.utils.tensorboard", "matplotlib", "optuna", "torchmetrics", "mlflow",
-            "onnx", "onnxruntime", "safetensors")
+            "onnx", "onnxruntime", "safetensors", "sklearn")
 ENTRY_POINTS = ("train.py", "test.py", "api.py", "new_project.py")
 
 

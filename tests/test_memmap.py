@@ -50,6 +50,7 @@ def test_memory_mapped_loader_gives_the_in_memory_loaders_batches(npy, num_worke
     assert torch.allclose(mean_a, mean_b, rtol=1e-6) and torch.allclose(std_a, std_b, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_memory_mapped_run_resumes_exactly(npy, tmp_path):
     args = ["-c", REPO / "config/csv_regression.yaml", "data_loader.type=NumpyDataLoader",
             f"data_loader.args={{features: {npy / 'features.npy'}, targets: "
@@ -66,6 +67,7 @@ def test_memory_mapped_run_resumes_exactly(npy, tmp_path):
                         ["model_state_dict"], load(resumed)["model_state_dict"])
 
 
+@pytest.mark.slow
 def test_converter_names_the_bad_cell(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,lots,1\n")

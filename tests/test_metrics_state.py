@@ -118,6 +118,7 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_metrics_merged_across_two_ranks_equal_sklearn_with_fixed_size_exchange(tmp_path):
     data = random_data(2)
     torch.save(data, tmp_path / "data.pt")
@@ -188,7 +189,7 @@ def test_user_state_metric_and_plain_function_metric_through_train_py(tmp_path):
 
 def test_test_py_reads_each_test_batch_once(tmp_path, monkeypatch):
     from data_loader.datasets import TensorDataset
-    from trainer.run.training import test
+    from trainer.run.checkpoint_test import test
 
     save = tmp_path / "saved"
     assert train("-c", REPO / "config/digits_mlp.json", "trainer.epochs=1",

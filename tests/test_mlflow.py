@@ -66,6 +66,7 @@ def test_mlflow_missing_names_the_pip_command(monkeypatch):
                             "pip install mlflow-skinny  (or: pip install -e '.[mlflow]')")
 
 
+@pytest.mark.slow
 def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
     args = ["-c", WINE, *TINY, "data_loader.args.batch_size=1", "trainer.epochs=3"]
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *map(str, args),
@@ -106,6 +107,7 @@ def test_run_interrupted_and_resumed_is_one_mlflow_run(save_dir, mlflow_client):
     assert stored.read_bytes() == (run_dir / "model_best.pth").read_bytes()
 
 
+@pytest.mark.slow
 def test_sweep_trials_are_children_of_one_parent(save_dir, mlflow_client, monkeypatch):
     args = ("-c", WINE, *TINY, "trainer.epochs=2", "-m", "optimizer.args.lr=0.01,0.001",
             "arch.args.depth=1,2", "--jobs", "2")

@@ -436,6 +436,7 @@ def test_csv_problems_are_config_errors(tmp_path, text, args, message):
     assert message in str(e.value) and str(e.value).startswith("data_loader.args")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, expected", [
     ("data_loader.args.target=yield", "data_loader.args.target: column 'yield' not found in"),
     ("data_loader.args.path=BAD",
@@ -483,12 +484,14 @@ def test_sequence_data_is_seeded_padded_per_batch_and_varied():
 # ------------------------------------------------------------------ example configs, end to end
 
 
+@pytest.mark.slow
 def test_digits_cnn_config_reaches_097(save_dir):
     metrics, best = train_and_test(CONFIG / "digits_cnn.yaml", save_dir)
     assert best["arch"] == "CNN"
     assert metrics["accuracy"] >= 0.97
 
 
+@pytest.mark.slow
 def test_diabetes_regression_config_reaches_r2_040(save_dir):
     metrics, best = train_and_test(CONFIG / "diabetes_regression.yaml", save_dir)
     assert list(metrics) == ["loss", "r2", "mae", "rmse"]
@@ -496,11 +499,13 @@ def test_diabetes_regression_config_reaches_r2_040(save_dir):
     assert metrics["loss"] == pytest.approx(metrics["rmse"] ** 2, rel=1e-4)  # mean loss is the mse
 
 
+@pytest.mark.slow
 def test_csv_regression_config_trains_and_tests(save_dir):
     metrics, _ = train_and_test(CONFIG / "csv_regression.yaml", save_dir, "trainer.epochs=15")
     assert metrics["r2"] >= 0.7
 
 
+@pytest.mark.slow
 def test_sequence_config_learns_well_above_chance(save_dir):
     metrics, best = train_and_test(CONFIG / "sequence_lstm_attention.yaml", save_dir,
                                    "data_loader.args.n_samples=800", "trainer.epochs=3")

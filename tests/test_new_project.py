@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ENV, run_script
 
 SKELETON = {".gitignore", "README.md", "base", "config", "data_loader", "logger", "model",
@@ -17,6 +18,7 @@ def run_in(folder: Path, *argv: str, timeout: float = 300) -> subprocess.Complet
                           env=ENV, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_new_project_passes_its_tests_and_trains(tmp_path):
     project = tmp_path / "my_project"
     r = run_script("new_project.py", project)
@@ -49,6 +51,7 @@ def test_new_project_passes_its_tests_and_trains(tmp_path):
                                 "sweep, or copy sweep/ from the template)")
 
 
+@pytest.mark.slow
 def test_with_sweep_and_api_copies_them_with_their_imports(tmp_path):
     project = tmp_path / "full"
     r = run_script("new_project.py", project, "--with", "sweep,api")

@@ -19,12 +19,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ENV, REPO
 
 MARKER = "<!-- runnable -->"
 INSTALL = re.compile(r"^(python3? -m venv|pip install)\b")
 SKIP = {
     "python -m pytest": "the whole suite, many minutes; CI runs it (bash .ci/run)",
+    'python -m pytest -m "not slow"': "the fast tier, minutes; a test session of its own",
     "bash .ci/run": "builds fresh environments from a package index",
 }
 PLACEHOLDER = re.compile(r"<[A-Za-z_]+>")
@@ -97,6 +99,7 @@ def outputs_by_command(log: str) -> dict[int, tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_every_readme_command_works_when_pasted(tmp_path):
     commands = page_commands()
     assert len(commands) >= 10

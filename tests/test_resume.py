@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def latest_checkpoint(run):
     return found[-1] if found else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_is_bit_identical(tmp_path, workers):
     common = [*EXACT, f"data_loader.args.num_workers={workers}"]
@@ -80,10 +82,9 @@ def test_resume_is_bit_identical(tmp_path, workers):
     assert rows_without_seconds(branch[0]) == rows_without_seconds(straight)
 
 
-def test_checkpoint_holds_generator_states_as_plain_data(tmp_path):
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=tmp_path)
-    assert r.returncode == 0, r.stderr
-    ckpt = load(only_run(tmp_path, "digits_mlp") / "checkpoint-epoch1.pth")  # weights_only
+def test_checkpoint_holds_generator_states_as_plain_data(digits_one_epoch):
+    # the shared one-epoch run of config/digits_mlp.json (tests/conftest.py)
+    ckpt = load(only_run(digits_one_epoch, "digits_mlp") / "checkpoint-epoch1.pth")
     assert set(ckpt["rng_state"]) >= {"python", "numpy", "torch"}
     assert ckpt["lr_scheduler_state_dict"]["last_epoch"] == 1
     assert ckpt["early_stop_count"] == 0 and ckpt["partial_epoch"] is None
@@ -132,6 +133,7 @@ def wait_for(predicate, timeout=120):
 SLOW = [*EXACT, "data_loader.args.batch_size=4", "trainer.save_period=100", "trainer.epochs=3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
                                        (signal.SIGUSR1, 138)])
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, sig, code):
@@ -167,6 +169,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, sig, code):
     assert not (run / "checkpoint-interrupted.pth").exists()  # superseded by later checkpoints
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_aborts_at_once(tmp_path):
     proc = start(["-c", DIGITS, *SLOW, "trainer.save_period=1"], tmp_path)
     assert wait_for(lambda: list(tmp_path.glob("models/digits_mlp/*/checkpoint-epoch1.pth")))
@@ -178,6 +181,7 @@ def test_second_ctrl_c_aborts_at_once(tmp_path):
     assert load(latest_checkpoint(run))["epoch"] >= 1  # the previous checkpoint is intact
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_error_and_keeps_checkpoints(tmp_path):
     r = train("-c", DIGITS, "trainer.epochs=2", "trainer.save_period=1", save_dir=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -194,6 +198,7 @@ def test_nan_loss_stops_with_error_and_keeps_checkpoints(tmp_path):
     assert "checkpoint-epoch3.pth" not in after
 
 
+@pytest.mark.slow
 def test_keep_last_bounds_periodic_checkpoints(tmp_path):
     r = train("-c", DIGITS, "trainer.epochs=5", "trainer.save_period=1", "trainer.keep_last=2",
               save_dir=tmp_path)
@@ -204,6 +209,7 @@ def test_keep_last_bounds_periodic_checkpoints(tmp_path):
     assert (run / "model_best.pth").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path):
     args = [*EXACT, "data_loader.args.batch_size=16", "trainer.epochs=8"]
     straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
@@ -235,8 +241,8 @@ def test_kill_9_at_random_moments_never_loses_a_checkpoint(tmp_path):
     assert [int(r["epoch"]) for r in read_csv(log_dir(run) / "metrics.csv")] == list(range(1, 9))
 
 
-def test_stale_temporary_files_do_not_break_resume(tmp_path):
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=tmp_path)
+def test_stale_temporary_files_do_not_break_resume(digits_one_epoch, tmp_path):
+    shutil.copytree(digits_one_epoch, tmp_path, dirs_exist_ok=True)  # the shared run stays
     run = only_run(tmp_path, "digits_mlp")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # a writer that died

@@ -18,6 +18,7 @@ DIGITS = REPO / "config/digits_mlp.json"
 SHORT = ["trainer.epochs=3", "trainer.save_period=1", "trainer.early_stop=0"]
 
 
+@pytest.mark.slow
 def test_overwriting_model_best_in_place_leaves_every_checkpoint_intact(tmp_path):
     save = tmp_path / "saved"
     assert train("-c", DIGITS, *SHORT, save_dir=save).returncode == 0
@@ -62,6 +63,7 @@ def one_error(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_duplicate_keys_are_errors_naming_the_key_and_both_lines(tmp_path):
     yaml_text = (REPO / "config/digits_mlp.yaml").read_text() + "trainer: {epochs: 1}\n"
     first = next(i for i, line in enumerate(yaml_text.splitlines(), 1)
@@ -75,6 +77,7 @@ def test_duplicate_keys_are_errors_naming_the_key_and_both_lines(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+@pytest.mark.slow
 def test_yaml_alias_bombs_and_recursive_aliases_are_errors(tmp_path):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
@@ -88,6 +91,7 @@ def test_yaml_alias_bombs_and_recursive_aliases_are_errors(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [["arch.args.out_features=5", "data_loader.args.n_class=5"],
                                     ["arch.args.hidden=64"]])
 def test_fine_tuning_a_new_head_or_width_trains(tmp_path, change):

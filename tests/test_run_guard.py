@@ -3,14 +3,14 @@ config.json edited by hand."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import ENV, REPO, load, only_run, train, tree_snapshot
-
-DIGITS = REPO / "config/digits_mlp.json"
 
 
 def start(args, save):
@@ -19,9 +19,10 @@ def start(args, save):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_one_writer_per_run_folder_and_a_dead_holders_lock_is_taken_over(tmp_path):
-    save = tmp_path / "saved"
-    assert train("-c", DIGITS, "trainer.epochs=1", save_dir=save).returncode == 0
+@pytest.mark.slow
+def test_one_writer_per_run_folder_and_a_dead_holders_lock_is_taken_over(digits_one_epoch,
+                                                                           tmp_path):
+    save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
     run = only_run(save, "digits_mlp")
     args = ["-r", run / "checkpoint-epoch1.pth", "trainer.epochs=100000",
             "trainer.save_period=1", "trainer.early_stop=0"]
@@ -48,9 +49,9 @@ def test_one_writer_per_run_folder_and_a_dead_holders_lock_is_taken_over(tmp_pat
     assert not list(run.glob(".*.tmp"))
 
 
-def test_mid_epoch_checkpoint_refuses_another_data_order(tmp_path):
-    save = tmp_path / "saved"
-    assert train("-c", DIGITS, "trainer.epochs=1", save_dir=save).returncode == 0
+@pytest.mark.slow
+def test_mid_epoch_checkpoint_refuses_another_data_order(digits_one_epoch, tmp_path):
+    save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
     run = only_run(save, "digits_mlp")
     ckpt = load(run / "checkpoint-epoch1.pth")
     assert ckpt["data_order"]["batch_size"] == 64 and ckpt["data_order"]["world_size"] == 1
@@ -79,9 +80,9 @@ def test_mid_epoch_checkpoint_refuses_another_data_order(tmp_path):
            "64 -> 32" in r.stdout + r.stderr
 
 
-def test_resume_refuses_an_edited_config_json(tmp_path):
-    save = tmp_path / "saved"
-    assert train("-c", DIGITS, "trainer.epochs=1", save_dir=save).returncode == 0
+@pytest.mark.slow
+def test_resume_refuses_an_edited_config_json(digits_one_epoch, tmp_path):
+    save = shutil.copytree(digits_one_epoch, tmp_path / "saved")  # the shared one-epoch run
     run = only_run(save, "digits_mlp")
     original = (run / "config.json").read_text()
     (run / "config.json").write_text(original.replace('"lr": 0.001', '"lr": 0.002'))

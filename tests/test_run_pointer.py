@@ -24,6 +24,7 @@ def pointer(save_dir: Path) -> str:
     return (save_dir / "models/digits_mlp/latest").read_text().strip()
 
 
+@pytest.mark.slow
 def test_latest_names_the_newest_run_and_both_scripts_take_it(save_dir):
     assert train("-c", DIGITS, *SHORT, save_dir=save_dir).returncode == 0
     assert train("-c", DIGITS, *SHORT, save_dir=save_dir).returncode == 0
@@ -52,6 +53,7 @@ def test_latest_names_the_newest_run_and_both_scripts_take_it(save_dir):
     assert pointer(save_dir) == first.name  # the run that went on last
 
 
+@pytest.mark.slow
 def test_a_run_folder_resumes_its_mid_epoch_interrupt_checkpoint(save_dir):
     args = [sys.executable, str(REPO / "train.py"), "-c", str(DIGITS), "trainer.epochs=3",
             "data_loader.args.batch_size=4", f"trainer.save_dir={save_dir}"]

@@ -77,6 +77,7 @@ def test_warmup_cosine_per_step_follows_the_closed_form(save_dir):
                                                   rel=1e-6)  # TensorBoard stores float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accumulate", [1, 3])
 def test_onecycle_total_steps_auto_runs_to_its_last_step(save_dir, accumulate):
     epochs, bs, max_lr = 2, 256, 0.05
@@ -98,6 +99,7 @@ def test_onecycle_total_steps_auto_runs_to_its_last_step(save_dir, accumulate):
     assert steps[-1][1] == pytest.approx(max_lr / 25 / 1e4, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_chained_scheduler_and_epoch_interval_auto(save_dir):
     r = train("-c", DIGITS, *SMALL, "trainer.epochs=4",
               "lr_scheduler={type: ChainedScheduler, args: {schedulers: ["
@@ -148,6 +150,7 @@ def same_state(a, b) -> None:
         assert a == b or (a != a and b != b), (a, b)  # NaN equals NaN here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_interrupt_mid_accumulation_window_resumes_exactly(tmp_path, workers):
     common = [*SMALL, *WARMUP_COSINE, "trainer.epochs=3", "data_loader.args.batch_size=128",
@@ -184,6 +187,7 @@ def test_interrupt_mid_accumulation_window_resumes_exactly(tmp_path, workers):
 
 # --------------------------------------------------------------- config errors
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", [
     ("+lr_scheduler.interval=hourly", "lr_scheduler.interval"),
     ("lr_scheduler.args.step_size=auto", "lr_scheduler.args.step_size"),

@@ -30,6 +30,7 @@ RUN = ["arch.args.batch_norm=true", "arch.args.dropout=0.2", "trainer.epochs=4",
        "trainer.save_period=1", "trainer.verbosity=0", "trainer.monitor=off", SWA]
 
 
+@pytest.mark.slow
 def test_swa_resumes_exactly_and_test_picks_its_weights(tmp_path):
     r = train("-c", DIGITS, *RUN, save_dir=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -98,6 +98,7 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
         [r["run_dir"] for r in rows]
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_others_finish_and_test(tmp_path, save_dir):
     cfg = write_config(tmp_path / "c.yaml")
     # -1: the optimizer rejects it (exit 2); 1e10 with ReLU: a NaN loss (exit 1)
@@ -208,6 +209,7 @@ def test_optuna_method_without_optuna_names_the_pip_command(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+@pytest.mark.slow
 def test_without_optuna_a_grid_runs_in_one_process_as_before(tmp_path, save_dir):
     fake = tmp_path / "fake" / "optuna"
     fake.mkdir(parents=True)
@@ -226,6 +228,7 @@ def test_without_optuna_a_grid_runs_in_one_process_as_before(tmp_path, save_dir)
         bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_OPTUNA, reason="needs the optional extra: pip install optuna")
 def test_two_optuna_workers_share_one_sqlite_study(tmp_path, save_dir):
     import optuna
@@ -257,6 +260,7 @@ def test_two_optuna_workers_share_one_sqlite_study(tmp_path, save_dir):
     assert float(rows[0]["best_val_loss"]) == pytest.approx(study.best_value)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_launching_and_leaves_a_consistent_summary(tmp_path, save_dir):
     cfg = write_config(tmp_path / "c.yaml", epochs=500, save_period=1000)
     cmd = [sys.executable, str(REPO / "train.py"), "-c", str(cfg), "-m",

@@ -77,6 +77,7 @@ def check_grid_done(save: Path, outputs: list[Path]) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_two_workers_split_a_grid_and_a_killed_one_is_resumed(tmp_path):
     save = tmp_path / "saved"
     cfg = wine_config(tmp_path / "wine.yaml", save, epochs=6, sweep={"parameters": GRID})
@@ -117,6 +118,7 @@ def test_two_workers_split_a_grid_and_a_killed_one_is_resumed(tmp_path):
         == list(range(8))
 
 
+@pytest.mark.slow
 def test_tpe_with_two_workers_completes_its_trials_after_one_is_killed(tmp_path):
     save = tmp_path / "saved"
     cfg = wine_config(tmp_path / "wine.yaml", save, epochs=8, sweep={
@@ -235,6 +237,7 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_split_a_grid_on_postgresql(tmp_path, postgres_url):
     save = tmp_path / "saved"
     cfg = wine_config(tmp_path / "wine.yaml", save, epochs=2,

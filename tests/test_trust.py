@@ -58,12 +58,10 @@ def api_calls(path: Path, *calls: str, env: dict | None = None) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A one-epoch digits run (its epoch checkpoint is what the crafted files start from)."""
-    save = tmp_path_factory.mktemp("trust") / "saved"
-    r = train("-c", DIGITS, "trainer.epochs=1", save_dir=save)
-    assert r.returncode == 0, r.stderr
-    return only_run(save, "digits_mlp")
+def run_dir(digits_one_epoch) -> Path:
+    """A one-epoch digits run (tests/conftest.py, shared, read only): its epoch checkpoint is
+    what the crafted files start from."""
+    return only_run(digits_one_epoch, "digits_mlp")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +103,7 @@ def refusal(where: Path | str, key: str, typ: str, hint: str = HINT) -> tuple[st
     return f"{where}: {key}: '{typ}' is not a", hint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, typ, change", EVIL, ids=[e[0] for e in EVIL])
 def test_test_py_refuses_a_stored_callable_of_any_key(ckpt, tmp_path, key, typ, change):
     marker = tmp_path / "MARKER"
@@ -118,6 +117,7 @@ def test_test_py_refuses_a_stored_callable_of_any_key(ckpt, tmp_path, key, typ, 
     assert not (tmp_path / "test_metrics.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["train -r", "test --predict", "test --export",
                                    "train -r --print-config"])
 def test_every_entry_point_refuses_os_system_in_arch(ckpt, tmp_path, entry):
@@ -211,6 +211,7 @@ def rewrite_metadata_config(path: Path, change) -> None:
     save_file(state, path, metadata={**meta, "config": json.dumps(config)})
 
 
+@pytest.mark.slow
 def test_a_safetensors_export_keeps_its_config_inside_and_loads_it_as_data(ckpt, tmp_path):
     pytest.importorskip("safetensors")
     target = tmp_path / "digits.safetensors"
@@ -232,6 +233,7 @@ def test_a_safetensors_export_keeps_its_config_inside_and_loads_it_as_data(ckpt,
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_export_replaces_an_existing_file_only_with_force(ckpt, tmp_path):
     target, victim = tmp_path / "model.pt2", tmp_path / "victim.txt"
     victim.write_text("keep me\n")
@@ -287,6 +289,7 @@ def function_loss_ckpt(tmp_path_factory, pkg_env) -> Path:
     return train_on(tmp_path_factory, pkg_env, "loss={type: trustpkg.losses.smooth_ce}")
 
 
+@pytest.mark.slow
 def test_trust_config_lets_a_users_function_through(function_loss_ckpt, pkg_env, tmp_path):
     start, end = refusal(function_loss_ckpt, "loss.type", "trustpkg.losses.smooth_ce")
     r = run_script("test.py", "-r", function_loss_ckpt, "--output", tmp_path / "m.json",
@@ -304,6 +307,7 @@ def test_trust_config_lets_a_users_function_through(function_loss_ckpt, pkg_env,
     assert out[0].startswith("ConfigError:") and out[0].endswith(API_HINT) and out[1] == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, code", [([], 2), (["--trust-config"], 0),
                                          (["loss={type: trustpkg.losses.smooth_ce}"], 0)],
                          ids=["stored", "trust-config", "set-on-the-command-line"])
@@ -317,6 +321,7 @@ def test_train_resume_trusts_the_flag_and_its_own_overrides(function_loss_ckpt, 
         assert not (tmp_path / "saved").exists()
 
 
+@pytest.mark.slow
 def test_classes_of_the_right_kind_need_no_flag(tmp_path_factory, pkg_env, tmp_path):
     """A package's nn.Module, torch.optim.AdamW and a dotted torch.nn loss class: a stored
     config may name them."""
@@ -414,6 +419,7 @@ def assert_one_tracker_line(r, seconds: float) -> None:
     assert seconds < BOUND_S, seconds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["refused", "hung"])
 def test_an_unreachable_tracking_server_fails_in_seconds_before_a_run_folder(
         server, listener, save_dir):
@@ -428,6 +434,7 @@ def test_an_unreachable_tracking_server_fails_in_seconds_before_a_run_folder(
         assert hung.connections >= 1  # it was asked, and the wait for its answer is bounded
 
 
+@pytest.mark.slow
 def test_a_sweep_with_an_unreachable_tracking_server_fails_before_its_folder(save_dir):
     pytest.importorskip("mlflow")
     uri = f"http://127.0.0.1:{closed_port()}"
@@ -437,6 +444,7 @@ def test_a_sweep_with_an_unreachable_tracking_server_fails_before_its_folder(sav
     assert not save_dir.exists()  # no sweep folder, no parent run
 
 
+@pytest.mark.slow
 def test_a_tracking_uri_stored_in_a_checkpoint_is_contacted_only_when_the_command_names_it(
         listener, save_dir):
     r = train("-c", WINE, *MLFLOW_TINY, "trainer.epochs=1", save_dir=save_dir, env=NO_ENV_STORE)
@@ -498,6 +506,7 @@ def tiny_wine(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_torn_journal_line_is_dropped_with_a_warning_and_the_sweep_goes_on(tmp_path):
     """A worker killed in the middle of an append leaves half a line at the end of
     study.journal: the rerun drops it (saying so), never appends onto it, and finishes."""
@@ -529,6 +538,7 @@ def test_a_torn_journal_line_is_dropped_with_a_warning_and_the_sweep_goes_on(tmp
     assert third.returncode == 0 and "warning:" not in third.stderr, third.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--dry-run"]], ids=["run", "dry-run"])
 def test_more_folds_than_the_smallest_class_stops_before_anything_runs(tmp_path, extra):
     """wine's smallest class has 37 samples outside the test split: --folds 200 is one line
@@ -547,6 +557,7 @@ def test_as_many_folds_as_the_smallest_class_is_a_valid_plan(tmp_path):
     assert not (tmp_path / "saved").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, named", [
     (["--repeat", "0"], ["--repeat", "a positive integer", "got 0"]),
     (["--folds", "1"], ["--folds", "an integer >= 2", "got 1"]),
@@ -576,6 +587,7 @@ def config_with(tmp_path: Path, suffix: str, key: str, raw_value: str) -> Path:
 BIG = "9" * 5000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix, key, value, named", [
     (".json", "seed", BIG, ["c.json", "seed", "5,000 digits", "64 bits"]),
     (".yaml", "seed", BIG, ["c.yaml", "seed", "5,000 digits", "64 bits"]),
@@ -592,6 +604,7 @@ def test_huge_integers_and_deep_nesting_in_a_file_are_one_line(tmp_path, suffix,
     assert not save.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, named", [
     ([f"seed={BIG}"], ["override 'seed=999", "seed: an integer of 5,000 digits"]),
     ([f"+extra={deep(3000)}"], ["override '+extra=[[[", "deeper than 100 levels"]),
@@ -631,9 +644,9 @@ def digits_run(save: Path, *overrides: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory) -> Path:
-    """save_dir of a one-epoch digits run: the cases copy it."""
-    return digits_run(tmp_path_factory.mktemp("one_epoch") / "saved", "trainer.epochs=1")
+def one_epoch(digits_one_epoch) -> Path:
+    """save_dir of a one-epoch digits run (tests/conftest.py, shared): the cases copy it."""
+    return digits_one_epoch
 
 
 def copied_run(one_epoch: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -661,6 +674,7 @@ def assert_replaced(places: dict[Path, Path]) -> None:
         assert place.stat().st_nlink == 1 and place.stat().st_ino != victim.stat().st_ino, place
 
 
+@pytest.mark.slow
 def test_links_planted_in_run_and_log_folders_are_replaced_not_followed(one_epoch, tmp_path):
     save, run, log = copied_run(one_epoch, tmp_path)
     victims = tmp_path / "victims"
@@ -685,6 +699,7 @@ def test_links_planted_in_run_and_log_folders_are_replaced_not_followed(one_epoc
     assert (run / "predictions.csv").read_text().startswith("index,target,prediction")
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_carry_a_random_suffix(tmp_path):
     """TensorBoard creates its event file itself: a random suffix in its name means no link
     planted in the log folder beforehand can be named after it."""
@@ -721,6 +736,7 @@ def assert_best_is_true(run: Path) -> int:
     return best
 
 
+@pytest.mark.slow
 def test_sigkill_right_after_a_checkpoint_leaves_model_best_true(tmp_path):
     """kill -9 as soon as checkpoint-epoch2.pth appears (polled, bounded): model_best.pth is
     the best epoch the newest checkpoint names; so after a resume, and for test.py."""
@@ -760,6 +776,7 @@ def three_epochs(tmp_path_factory) -> Path:
                       "trainer.save_period=1", "trainer.monitor=max loss")
 
 
+@pytest.mark.slow
 def test_a_kill_between_model_best_and_the_epoch_checkpoint_resumes_from_model_best(
         tmp_path):
     """model_best.pth is written first: killed before checkpoint-epoch3.pth was, the run goes
@@ -777,6 +794,7 @@ def test_a_kill_between_model_best_and_the_epoch_checkpoint_resumes_from_model_b
     assert_best_is_true(run)
 
 
+@pytest.mark.slow
 def test_a_stale_model_best_is_repaired_on_resume_and_by_test(three_epochs, tmp_path):
     """A model_best.pth older than the epoch the history names best (a kill between the two
     writes of an older version) is copied again from that epoch's checkpoint by train.py -r
@@ -835,6 +853,7 @@ def peak_rss_mb(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     return r, int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
+@pytest.mark.slow
 def test_a_deflate_recompressed_checkpoint_is_refused_before_loading(one_epoch, tmp_path):
     """A checkpoint holding 64 MB of zeros, deflated to a few hundred KB: refused on its
     central directory (exit 2, one line naming it), with no more memory than a plain test."""

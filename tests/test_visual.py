@@ -14,6 +14,9 @@ import pytest
 import torch
 from conftest import ENV, REPO, load_config, read_csv, read_json, run_dirs, run_script, train
 
+# one worker runs this file's tests: its module fixtures train once (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("visual")
+
 DIGITS_JSON = REPO / "config/digits_mlp.json"
 TINY = ("trainer.epochs=2", "trainer.verbosity=1")
 
@@ -296,6 +299,7 @@ def test_test_split_predictions_score_like_test_metrics(runs, split_predictions)
     assert read_json(runs[0] / "test_metrics.json") == metrics  # --predict leaves it alone
 
 
+@pytest.mark.slow
 def test_predictions_for_a_csv_of_raw_features(runs, split_predictions, tmp_path):
     from sklearn.datasets import load_digits
 
@@ -318,6 +322,7 @@ def test_predictions_for_a_csv_of_raw_features(runs, split_predictions, tmp_path
         assert float(row["prob_0"]) == pytest.approx(float(by_index[i]["prob_0"]), abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, expected", [
     ("columns", ["row 2 (line 2)", "has 63 columns", "expected 64"]),
     ("cell", ["row 3 (line 4)", "column 6 ('pixel_5')", "expected a number, got 'abc'"]),
@@ -351,6 +356,7 @@ def test_bad_prediction_inputs_are_one_line_errors(runs, tmp_path, capsys, case,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_plot_without_matplotlib_says_how_to_install(runs, tmp_path):
     stub = tmp_path / "stub" / "matplotlib"
     stub.mkdir(parents=True)

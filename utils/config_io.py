@@ -33,12 +33,8 @@ from utils.config_limits import (
     read_int,
 )
 from utils.errors import ConfigError
-from utils.schema import (
-    CONFIG_SUFFIXES,
-    TOP_LEVEL,
-    TOP_LEVEL_DEFAULTS,
-    TRAINER_DEFAULTS,
-)
+from utils.options import TOP_LEVEL, TRAINER, defaults
+from utils.schema import CONFIG_SUFFIXES
 
 # ---------------------------------------------------------------- files
 
@@ -240,19 +236,13 @@ def parse_override(item: str) -> Override:
     return Override(item, op, key, text if sep else None)
 
 
-def split_override(item: str) -> tuple[str, str, bool]:
-    """'+a.b=3' -> ('a.b', '3', True): the key, the value text, whether the key may be new."""
-    ov = parse_override(item)
-    return ov.key, ov.text or "", ov.op in ("+", "++")
-
-
 COMPONENT_SECTIONS = ("arch", "data_loader", "optimizer", "lr_scheduler", "loss")
 
 
 def _schema_key(path: list[str]) -> bool:
     """Keys the schema knows though a file may lack them: settable without '+'."""
     return (len(path) == 1 and path[0] in TOP_LEVEL) or \
-        (len(path) == 2 and path[0] == "trainer" and path[1] in TRAINER_DEFAULTS) or \
+        (len(path) == 2 and path[0] == "trainer" and path[1] in TRAINER) or \
         (len(path) == 2 and path[0] in COMPONENT_SECTIONS and path[1] in ("type", "args"))
 
 
@@ -261,14 +251,14 @@ def _no_such_key(parts: list[str], node: dict, op: str, source: str) -> ConfigEr
     where, prefix = ".".join(parts), "".join(f"{p}." for p in parts[:-1])
     choices = [str(k) for k in node]
     if parts[:-1] == ["trainer"] or not parts[:-1]:
-        choices += [k for k in (TRAINER_DEFAULTS if parts[:-1] else TOP_LEVEL) if k not in node]
+        choices += [k for k in (TRAINER if parts[:-1] else TOP_LEVEL) if k not in node]
     close = difflib.get_close_matches(parts[-1], choices, n=1, cutoff=0.6)
     if close:
         hint = f"; did you mean '{prefix}{close[0]}'?"
     elif op == "~":
         hint = ""
     elif parts[:-1] == ["trainer"]:
-        hint = f" (expected one of: {', '.join(TRAINER_DEFAULTS)})"
+        hint = f" (expected one of: {', '.join(TRAINER)})"
     else:
         hint = f" (write +{where}=... to add a new key)"
     return ConfigError(f"{source}{where}: no such key{hint}")
@@ -352,12 +342,11 @@ def with_defaults(config: dict) -> dict:
     """A copy of `config` with the optional keys of the schema filled in, so that
     overrides may set them without '+' (trainer.keep_last=2, seed=1)."""
     config = copy.deepcopy(config)
-    for key, default in TOP_LEVEL_DEFAULTS.items():
-        config.setdefault(key, copy.deepcopy(default))
+    for key, default in defaults(TOP_LEVEL).items():
+        config.setdefault(key, default)
     if isinstance(config.get("trainer"), dict):
-        for key, default in TRAINER_DEFAULTS.items():
-            if key != "epochs":  # the one required trainer key
-                config["trainer"].setdefault(key, default)
+        for key, default in defaults(TRAINER).items():
+            config["trainer"].setdefault(key, default)
     return config
 
 

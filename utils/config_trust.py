@@ -20,14 +20,14 @@ _STORED = "\x00a type read from a file\x00"  # marks the stored types while over
 
 def _type_slots(config: dict) -> list[tuple[Any, Any]]:
     """(container, key) of every component type in `config`: each `type` of a mapping, at any
-    depth, and the names of `loss` and `metrics` given as plain strings (walked without
-    recursion: a stored config may be deep)."""
+    depth, and the names of `loss`, `metrics` and `callbacks` given as plain strings (walked
+    without recursion: a stored config may be deep)."""
     slots: list[tuple[Any, Any]] = []
     if isinstance(config.get("loss"), str):
         slots.append((config, "loss"))
-    if isinstance(config.get("metrics"), list):
-        slots += [(config["metrics"], i) for i, m in enumerate(config["metrics"])
-                  if isinstance(m, str)]
+    for key in ("metrics", "callbacks"):
+        if isinstance(config.get(key), list):
+            slots += [(config[key], i) for i, m in enumerate(config[key]) if isinstance(m, str)]
     stack: list[Any] = [config]
     while stack:
         node = stack.pop()

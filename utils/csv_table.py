@@ -63,7 +63,8 @@ def csv_text(header: list[str], rows: list[list]) -> str:
     return out.getvalue()
 
 
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def write_csv(path: Path, header: list[str], rows: list[list], durable: bool = True) -> None:
     """A CSV file written as utils.files.write_output() writes: atomically, never through a
-    link, nothing partial left on failure (RunError naming the file)."""
-    write_output(csv_text(header, rows), path)
+    link, nothing partial left on failure (RunError naming the file); the one way the project
+    writes a CSV file (metrics.csv, summaries, predictions, reports). `durable`: fsync it."""
+    write_output(csv_text(header, rows), path, durable)

@@ -14,7 +14,8 @@ moves the matching parameters of every group into a companion group right after 
 with weight_decay 0: `bias` (parameters named bias), `norm` (the parameters of
 normalization layers: BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm), or
 any other glob pattern over the names. The optimizer's groups are numbered in that
-order; metrics.csv gets the lr of each (`lr/<n>`) when there are several.
+order; metrics.csv gets the lr of each (`lr/<n>`) when there are several
+(logger/writer.py's lr_entries, written by trainer/callbacks/loggers.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import torch.nn as nn
 from utils.errors import ConfigError
 from utils.schema import check_args, expect
 
-GROUP_OPTIONS = ("param_groups", "no_decay")  # the optimizer section's keys besides type, args
 NO_DECAY_WORDS = ("bias", "norm")
 PATTERNS = {"anyOf": [{"type": "string", "minLength": 1},
                       {"type": "array", "minItems": 1, "items": {"type": "string"}}]}
@@ -133,22 +133,3 @@ def build_param_groups(model: nn.Module, optimizer_section: dict) -> list[dict] 
         built += [{"params": part, **extra} for part, extra in
                   ((decay, args), (plain, {**args, "weight_decay": 0.0})) if part]
     return built
-
-
-def lr_entries(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """{'lr': the first group's lr}, and with several groups `lr/<n>` for each."""
-    lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    entries = {"lr": lrs[0]}
-    if len(lrs) > 1:
-        entries.update({f"lr/{i}": lr for i, lr in enumerate(lrs)})
-    return entries
-
-
-def lr_column_names(optimizer: torch.optim.Optimizer) -> list[str]:
-    """The lr columns of metrics.csv for this optimizer."""
-    return list(lr_entries(optimizer))
-
-
-def is_lr_column(name: str) -> bool:
-    """Whether a metrics.csv column holds a learning rate (no metric)."""
-    return name == "lr" or name.startswith("lr/")

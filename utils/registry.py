@@ -1,8 +1,11 @@
 """Name -> component lookup (MMEngine's idea, kept small).
 
-A registry finds its entries by itself: on first use it imports every module
-of its package and collects what they define, so adding a component is
-writing it in its folder and nothing else changes. The registries themselves
+A registry finds its entries by itself, so adding a component is writing it in
+its folder and nothing else changes. A name is looked up lazily: an index of
+which module defines which top-level name, read from the package's source files
+with `ast`, says which module to import, and only that one is imported (a run
+imports the model and data loader it names, not the whole folder). Listing the
+names (an unknown name's error, --print-schema) imports every module. The registries themselves
 live beside what they register: model/__init__.py and data_loader/__init__.py.
 
 A name with a dot is an import path instead (`torch.optim.AdamW`,
@@ -18,6 +21,7 @@ anything is called (docs/checkpoints.md, "Trust").
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -25,6 +29,7 @@ import pkgutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from utils.errors import ConfigError, did_you_mean, unknown_name
 
@@ -106,22 +111,52 @@ class Registry:
         # what an import path must give, in words
         self.accepts, self.expects = accepts or (data_kind.holds, data_kind.words)
         self._items: dict[str, object] | None = None
+        self._module_names: list[str] | None = None
+        self._defined: dict[str, list[str]] | None = None
+
+    def _modules(self) -> list[str]:
+        """The modules whose entries this registry collects, in import order (the package's
+        public modules, sorted as pkgutil lists them; or the one module it names)."""
+        if self._module_names is None:
+            spec = importlib.util.find_spec(self.package)
+            paths = spec.submodule_search_locations if spec is not None else None
+            self._module_names = [self.package] if not paths else \
+                [f"{self.package}.{info.name}" for info in pkgutil.iter_modules(paths)
+                 if not info.name.startswith("_")]
+        return self._module_names
+
+    def _collect_from(self, modules: list[str]) -> dict[str, object]:
+        items: dict[str, object] = dict(self._extra()) if self._extra is not None else {}
+        for name in modules:
+            items.update(self._collect(importlib.import_module(name)))
+        return items
 
     def _load(self) -> dict[str, object]:
+        """Every entry: every module imported."""
         if self._items is None:
-            items: dict[str, object] = {}
-            if self._extra is not None:
-                items.update(self._extra())
-            pkg = importlib.import_module(self.package)
-            if not hasattr(pkg, "__path__"):  # a single module, e.g. model/metric.py
-                items.update(self._collect(pkg))
-            else:
-                for info in pkgutil.iter_modules(pkg.__path__):
-                    if not info.name.startswith("_"):
-                        module = importlib.import_module(f"{self.package}.{info.name}")
-                        items.update(self._collect(module))
-            self._items = items
+            self._items = self._collect_from(self._modules())
         return self._items
+
+    def _index(self) -> dict[str, list[str]]:
+        """{top-level class or function name: the modules defining it}, read with ast."""
+        if self._defined is None:
+            self._defined = {}
+            for module in self._modules():
+                for name in top_level_names(module):
+                    self._defined.setdefault(name, []).append(module)
+        return self._defined
+
+    def _lookup(self, name: str) -> dict[str, object]:
+        """Entries that hold `name` if any module defines it: only the modules the index names
+        for it are imported; every module when the index names none (or they do not register
+        it: the index is a hint, the full load decides)."""
+        if self._items is None and len(self._modules()) > 1:
+            modules = self._index().get(name)
+            if modules:
+                found = self._collect_from(modules)
+                if name in found:
+                    return found
+        return self._load()
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
@@ -135,15 +170,36 @@ class Registry:
         `key` when there is none. A dotted path to a registered entry (`model.loss.mse_loss`)
         is project code: it stays allowed where the config is data."""
         if is_import_path(name):
-            own = {qualified_name(obj): obj for obj in self._load().values()}
-            if not trust.trusts(key) and name in own:
-                return own[name]
+            if not trust.trusts(key) and (own := self._own(name)) is not None:
+                return own
             return resolve_type(name, key, trust, self.data_kind,
                                 (self.accepts, f"{self.expects} ({self.kind})"))
-        items = self._load()
+        items = self._lookup(name) if isinstance(name, str) else self._load()
         if not isinstance(name, str) or name not in items:
             raise ConfigError(f"{key}: {unknown_name(self.kind, name, items)}")
         return items[name]
+
+
+    def _own(self, path: str) -> object | None:
+        """The registered entry whose import path is `path`, if any: only the registry's
+        modules that `path` starts with are imported."""
+        modules = [m for m in self._modules() if path.startswith(m + ".")]
+        own = {qualified_name(obj): obj for obj in self._collect_from(modules).values()}
+        return own.get(path)
+
+
+def top_level_names(module: str) -> list[str]:
+    """The classes and functions `module` defines at its top level, read from its source file
+    with ast (nothing imported; [] when there is no readable source)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []  # importing it (a full load) reports what is wrong, as Python says it
+    return [node.name for node in tree.body
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
 def subclasses_in(module, base: type) -> dict[str, type]:

@@ -42,8 +42,11 @@ def read_latest(pointer: Path) -> Path:
 
 
 def run_folders(models_dir: Path) -> list[Path]:
-    """An experiment's run folders (saved/models/<name>/*), oldest first; `latest` skipped."""
+    """An experiment's run folders (saved/models/<name>/*), the one listing every caller uses
+    (--resume auto, tests): folders only, neither the `latest` pointer nor hidden ones
+    (.lock), oldest first (by modification time, then name)."""
     if not models_dir.is_dir():
         return []
-    return sorted((p for p in models_dir.iterdir() if p.is_dir() and p.name != LATEST_NAME),
-                  key=lambda p: p.stat().st_mtime)
+    found = [p for p in models_dir.iterdir()
+             if p.is_dir() and p.name != LATEST_NAME and not p.name.startswith(".")]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))

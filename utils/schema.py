@@ -15,42 +15,8 @@ from utils.registry import Kind, Trust, is_import_path, resolve_type
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
-# trainer keys with their defaults; None marks a required key
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "epochs": None,
-    "save_dir": "saved/",
-    "save_period": 1,
-    "verbosity": 1,
-    "heartbeat_s": 30,
-    "monitor": "off",
-    "early_stop": 0,
-    "tensorboard": False,
-    "keep_last": 0,
-    "histogram_period": 10,
-    "amp": "off",
-    "accumulate_steps": 1,
-    "clip_grad_norm": 0,
-    "ema": None,
-    "swa": None,
-    "compile": False,
-    "len_epoch": None,
-    "max_steps": None,
-    "loggers": [],  # optional backends: [mlflow]
-    "mlflow": None,  # {tracking_uri, experiment}; null = the defaults (logger/mlflow_logger.py)
-}
-# optional top-level keys with their defaults
-TOP_LEVEL_DEFAULTS: dict[str, Any] = {"seed": 0, "n_gpu": 0, "metrics": [], "lr_scheduler": None}
-AMP_MODES = ("off", "bf16", "fp16")
-TOP_LEVEL = ("name", "seed", "n_gpu", "arch", "data_loader", "optimizer", "loss", "metrics",
-             "lr_scheduler", "trainer", "sweep")
-REQUIRED = ("name", "arch", "data_loader", "optimizer", "loss", "trainer")
 # data loader arguments the training code passes itself
 INJECTED_LOADER_ARGS = ("training", "seed")
-# data loader arguments of every loader, applied by the builder: sampler: balanced | null
-SAMPLER_ARGS = ("sampler",)
-SAMPLERS = (None, "balanced")
-# k-fold cross-validation
-FOLD_ARGS = ("folds", "fold")
 
 
 def is_int(value: Any) -> bool:

@@ -7,10 +7,11 @@ buffers (running statistics) are averaged with the weights. Its first update
 copies the model (W_0^EMA = W_0); after that, every `every` optimizer steps,
 W^EMA <- decay * W^EMA + (1 - decay) * W.
 
-The trainer (base/base_trainer.py) treats an averager as a piece of state: its
-`state()` entries go into every checkpoint (plain data: the averaged module's
-state_dict and step counters) and `load(ckpt)` restores them exactly, so a
-resumed run, mid-epoch included, continues the same average.
+A built-in callback (base/base_callback.py): it updates after each optimizer step
+(on_step_end), validation uses the average when `validate` (on_fit_start), its
+`state()` entries go into every checkpoint (on_checkpoint; plain data: the
+averaged module's state_dict and step counters) and `load(ckpt)` restores them
+exactly (restore), so a resumed run, mid-epoch included, continues the same average.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from base.base_callback import BuiltinCallback
 from trainer.callbacks.swa import SWA
 from utils.errors import ConfigError
+from utils.options import TRAINER, value_of
 from utils.schema import expect, is_int, is_number, option_mapping
 
 EMA_DEFAULTS = {"decay": 0.999, "every": 1, "validate": True}
+EMA_SCHEMA = {"anyOf": [{"type": ["null", "boolean"]}, {  # trainer.ema in the JSON Schema
+    "type": "object", "additionalProperties": False, "properties": {
+        "decay": {"type": "number", "minimum": 0, "maximum": 1, "default": EMA_DEFAULTS["decay"]},
+        "every": {"type": "integer", "minimum": 1, "default": EMA_DEFAULTS["every"]},
+        "validate": {"type": "boolean", "default": EMA_DEFAULTS["validate"]}}}]}
 WEIGHT_KEYS = {"raw": "model_state_dict", "ema": "ema_state_dict", "swa": "swa_state_dict"}
 
 
@@ -45,11 +53,11 @@ def validate_ema(value: Any) -> dict | None:
     return resolved
 
 
-class EMA:
+class EMA(BuiltinCallback):
     """The moving average of a model's weights and buffers, updated after optimizer steps."""
 
+    option = "trainer.ema"
     prefix = "ema"
-    owns_lr = False  # the scheduler keeps the lr (swa.py takes it over)
 
     def __init__(self, model: torch.nn.Module, decay: float, every: int = 1,
                  validate: bool = True):
@@ -70,12 +78,20 @@ class EMA:
         if self.steps % self.every == 0:
             self.averaged.update_parameters(model)
 
-    def after_epoch(self, epoch: int, model: torch.nn.Module) -> bool:
-        """Nothing per epoch: the EMA follows the optimizer steps."""
-        return False
+    def on_fit_start(self, trainer: Any) -> None:
+        if self.validate:  # validation and monitoring use the average
+            trainer.validation_model = self.module
 
-    def finish(self, loader: Any, device: torch.device, epoch: int) -> None:
-        """Nothing at the end: the EMA averages the buffers along with the weights."""
+    def on_step_end(self, trainer: Any, step: int, loss: torch.Tensor) -> None:
+        self.after_step(trainer.plain_model)
+
+    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
+        checkpoint.update(self.state())
+
+    def restore(self, trainer: Any, checkpoint: dict) -> None:
+        if not self.load(checkpoint):
+            trainer.logger.warning(f"warning: the checkpoint holds no {self.prefix} weights; "
+                                   f"the {self.prefix} average starts afresh")
 
     def state(self) -> dict:
         """Checkpoint entries: `ema_state_dict` (loads into the plain model class) and
@@ -96,30 +112,22 @@ class EMA:
         return True
 
 
-def build_averagers(trainer_cfg: dict, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer) -> list:
-    """The averagers trainer_cfg asks for (EMA, SWA), around the plain `model` (on its
+def averaging_callbacks(trainer_cfg: dict, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer) -> list[BuiltinCallback]:
+    """The averages trainer_cfg asks for (EMA, SWA), around the plain `model` (on its
     device); SWA's SWALR sets the lr of `optimizer` once it starts."""
-    averagers: list = []
-    if trainer_cfg.get("ema"):
-        averagers.append(EMA(model, **trainer_cfg["ema"]))
-    if trainer_cfg.get("swa"):
-        averagers.append(SWA(model, optimizer, **trainer_cfg["swa"]))
-    return averagers
-
-
-def validation_model(averagers: list, model: torch.nn.Module) -> torch.nn.Module:
-    """The model validation and monitoring use: the EMA's when it says `validate`."""
-    for averager in averagers:
-        if getattr(averager, "validate", False):
-            return averager.module
-    return model
+    found: list[BuiltinCallback] = []
+    if trainer_cfg["ema"]:
+        found.append(EMA(model, **trainer_cfg["ema"]))
+    if trainer_cfg["swa"]:
+        found.append(SWA(model, optimizer, **trainer_cfg["swa"]))
+    return found
 
 
 def monitored_weights(config: dict) -> str:
     """Which weights a run validated and monitored: 'ema' or 'raw' (test.py's default)."""
-    ema = config.get("trainer", {}).get("ema")
-    return "ema" if ema and ema.get("validate", True) else "raw"
+    ema = validate_ema(value_of(TRAINER, config["trainer"], "ema"))  # an older run's config too
+    return "ema" if ema and ema["validate"] else "raw"
 
 
 def pick_weights(ckpt: dict, which: str | None, path: Any) -> tuple[str, dict]:

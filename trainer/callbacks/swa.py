@@ -12,10 +12,12 @@ trainer.max_steps) the average's BatchNorm statistics are recomputed with one
 pass over the training loader (update_bn), the random generators put back as
 they were, so a run trained further later stays the run trained straight.
 
-An averager like trainer/callbacks/averaging.py's EMA: `state()` goes into every
-checkpoint (`swa_state_dict` once averaging has started, `swa_steps`, and
-`swa_scheduler_state_dict`, SWALR's plain state), `load(ckpt)` restores it
-exactly, so a resume (mid-epoch included) continues the same average and lr.
+A built-in callback like trainer/callbacks/averaging.py's EMA: it averages in
+on_epoch_end (and pauses the trainer's scheduler: trainer.lr_scheduler_paused),
+`state()` goes into every checkpoint (on_checkpoint: `swa_state_dict` once
+averaging has started, `swa_steps`, and `swa_scheduler_state_dict`, SWALR's plain
+state), `load(ckpt)` restores it exactly (restore), so a resume (mid-epoch
+included) continues the same average and lr.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
+from base.base_callback import BuiltinCallback
 from utils.errors import ConfigError
 from utils.schema import expect, is_int, is_number, option_mapping
 
@@ -67,11 +70,11 @@ class _Inputs(torch.nn.Module):
         return self.module(*inputs)
 
 
-class SWA:
+class SWA(BuiltinCallback):
     """The equal-weight average of the weights at the end of epochs start_epoch.., and its lr."""
 
+    option = "trainer.swa"
     prefix = "swa"
-    validate = False  # validation and monitoring keep the trained weights
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  start_epoch: int, swa_lr: float, anneal_epochs: int = 10,
@@ -97,8 +100,23 @@ class SWA:
         # a new SWALR leaves the lr as it is; its steps anneal it to swa_lr
         self.scheduler = SWALR(self.optimizer, **self.swalr_args)
 
-    def after_step(self, model: torch.nn.Module) -> None:
-        """Nothing per optimizer step: SWA averages per epoch."""
+    def on_fit_start(self, trainer: Any) -> None:
+        trainer.lr_scheduler_paused = self.owns_lr  # a resume after averaging started
+
+    def on_epoch_end(self, trainer: Any, epoch: int, log: dict) -> None:
+        """The epoch's update (SWALR then owns the lr); at the run's end, update_bn."""
+        if self.after_epoch(epoch, trainer.plain_model):
+            trainer.lr_scheduler_paused = True
+        if trainer.final_epoch:  # before the last checkpoint is written
+            self.finish(trainer.data_loader, trainer.device, epoch)
+
+    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
+        checkpoint.update(self.state())
+
+    def restore(self, trainer: Any, checkpoint: dict) -> None:
+        if not self.load(checkpoint):
+            trainer.logger.warning(f"warning: the checkpoint holds no {self.prefix} weights; "
+                                   f"the {self.prefix} average starts afresh")
 
     def after_epoch(self, epoch: int, model: torch.nn.Module) -> bool:
         """From start_epoch on: average the weights, step SWALR; True when it set the lr."""

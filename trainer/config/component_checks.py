@@ -16,10 +16,10 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS
 from trainer.config.class_weights import validate_weight
 from trainer.config.config_checks import check_tuple_args
-from trainer.config.loader_options import LOADER_OPTIONS, validate_loader_options
+from trainer.config.loader_options import LOADER_OPTIONS, loader_options
+from trainer.config.option_checks import resolve_ref
 from trainer.config.schedulers import validate_scheduler
 from utils.errors import ConfigError
-from utils.param_groups import GROUP_OPTIONS, validate_param_groups
 from utils.registry import TRUSTED, Trust
 from utils.schema import (
     INJECTED_LOADER_ARGS,
@@ -33,12 +33,14 @@ from utils.schema import (
 )
 
 INT64 = 2**63  # seeds and sizes go into torch's int64
+GROUP_OPTIONS = ("param_groups", "no_decay")  # the optimizer section's keys besides type, args
+PARAM_GROUPS = "utils.param_groups"  # their checks and groups: loaded when a config sets them
 
 
 def has_validation(config: dict, trust: Trust = TRUSTED) -> bool:
     """Whether the config's data loader holds out a validation split."""
     dtype, args = section(config, "data_loader")
-    if args.get("folds") is not None:  # k-fold: one fold validates
+    if loader_options(args)["folds"] is not None:  # k-fold: one fold validates
         return True
     if "validation_split" in args:
         split = args["validation_split"]
@@ -51,7 +53,7 @@ def has_validation(config: dict, trust: Trust = TRUSTED) -> bool:
 
 def validate_data_loader(config: dict, trust: Trust) -> None:
     dtype, dargs = section(config, "data_loader")
-    validate_loader_options(dargs)
+    loader_options(dargs, config)
     dargs = {k: v for k, v in dargs.items() if k not in LOADER_OPTIONS}
     check_args(DATA_LOADERS.get(dtype, "data_loader.type", trust), dargs, "data_loader.args",
                injected=INJECTED_LOADER_ARGS)
@@ -69,6 +71,12 @@ def validate_data_loader(config: dict, trust: Trust) -> None:
                    f"data_loader.args.{split}", "a fraction in [0, 1) or a sample count", v)
 
 
+def uses_param_groups(optimizer_section: dict) -> bool:
+    """Whether the optimizer section sets parameter groups (only then is utils/param_groups.py
+    loaded: a plain run does without it, tests/test_imports.py)."""
+    return any(optimizer_section.get(key) is not None for key in GROUP_OPTIONS)
+
+
 def validate_optimization(config: dict, resolved: dict, trust: Trust) -> None:
     """optimizer, lr_scheduler and loss."""
     otype, oargs = section(config, "optimizer", GROUP_OPTIONS)
@@ -76,7 +84,8 @@ def validate_optimization(config: dict, resolved: dict, trust: Trust) -> None:
                             "optimizer", trust)
     check_args(optimizer, oargs, "optimizer.args", skip=1)
     check_tuple_args(optimizer, oargs, "optimizer.args")
-    validate_param_groups(config["optimizer"], optimizer)
+    if uses_param_groups(config["optimizer"]):
+        resolve_ref(f"{PARAM_GROUPS}.validate_param_groups")(config["optimizer"], optimizer)
     for i, group in enumerate(config["optimizer"].get("param_groups") or []):
         check_tuple_args(optimizer, group, f"optimizer.param_groups[{i}]")
     if config.get("lr_scheduler") is not None:

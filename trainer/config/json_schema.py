@@ -24,20 +24,23 @@ from torch.optim import lr_scheduler
 
 from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
-from trainer.callbacks.averaging import EMA_DEFAULTS
-from trainer.config.loader_options import LOADER_OPTIONS
+from trainer.callbacks.registry import CALLBACKS
+from trainer.config.option_checks import resolve_ref
 from trainer.config.pretrained import SCHEMA as PRETRAINED
-from trainer.config.schedulers import AUTO, AUTO_ARGS, INTERVALS, NESTED, SCHEDULER_BASES
-from utils.param_groups import SCHEMA as GROUPS
-from utils.schema import (
-    AMP_MODES,
-    INJECTED_LOADER_ARGS,
+from trainer.config.schedulers import AUTO, AUTO_ARGS, NESTED, SCHEDULER_BASES
+from utils.options import (
+    ABSENT,
+    DATA_LOADER,
+    LR_SCHEDULER,
+    POSITIVE,
     REQUIRED,
-    TRAINER_DEFAULTS,
-    config_params,
-    torch_classes,
-    value_kind,
+    SWEEP,
+    TOP_LEVEL,
+    TRAINER,
+    Option,
 )
+from utils.param_groups import SCHEMA as GROUPS
+from utils.schema import INJECTED_LOADER_ARGS, config_params, torch_classes, value_kind
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 IMPORT_PATH = {"type": "string", "pattern": r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$",
@@ -46,37 +49,6 @@ IMPORT_PATH = {"type": "string", "pattern": r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$",
 INTERPOLATION = {"$ref": "#/$defs/interpolation"}
 DELETE = {"type": "boolean", "description": "_delete_: true replaces the base's mapping "
                                             "instead of merging into it"}
-POSITIVE = {"type": "integer", "minimum": 1}
-NON_NEGATIVE = {"type": "integer", "minimum": 0}
-TRAINER = {  # trainer keys with more to say than their default; the rest follow the default
-    "epochs": (POSITIVE, "epochs to train (required)"),
-    "save_dir": ({"type": "string", "minLength": 1}, "root of models/ and log/"),
-    "save_period": (POSITIVE, "checkpoint every N epochs (and after the last)"),
-    "verbosity": ({"enum": [0, 1, 2]}, "0 warnings only, 1 a line per epoch, 2 also the model"),
-    "heartbeat_s": ({"type": "number", "minimum": 0}, "progress line every N s without a "
-                                                      "terminal; 0 = off"),
-    "monitor": ({"anyOf": [{"type": "string", "pattern": r"^(off|(min|max) \S+)$"},
-                           {"const": False}]}, "'min <metric>', 'max <metric>' or 'off'"),
-    "early_stop": (NON_NEGATIVE, "epochs without improvement before stopping; 0 = off"),
-    "tensorboard": ({"type": "boolean"}, "write TensorBoard logs"),
-    "keep_last": (NON_NEGATIVE, "keep the newest N periodic checkpoints; 0 = all"),
-    "histogram_period": (NON_NEGATIVE, "TensorBoard histograms every N epochs; 0 = none"),
-    "amp": ({"enum": [*AMP_MODES, False]}, "mixed precision: off, bf16 or fp16"),
-    "accumulate_steps": (POSITIVE, "optimizer step every N batches"),
-    "clip_grad_norm": ({"type": ["number", "null"], "minimum": 0}, "max gradient norm; 0 = off"),
-    "ema": ({"anyOf": [{"type": ["null", "boolean"]}, {
-        "type": "object", "additionalProperties": False, "properties": {
-            "decay": {"type": "number", "minimum": 0, "maximum": 1,
-                      "default": EMA_DEFAULTS["decay"]},
-            "every": {**POSITIVE, "default": EMA_DEFAULTS["every"]},
-            "validate": {"type": "boolean", "default": EMA_DEFAULTS["validate"]}}}]},
-        "weight averaging {decay, every, validate}; null = off"),
-    "len_epoch": ({"type": ["integer", "null"], "minimum": 1}, "batches per epoch; null = the "
-                                                               "loader's length"),
-    "max_steps": ({"type": ["integer", "null"], "minimum": 1}, "stop after N optimizer steps"),
-}
-
-
 # ---------------------------------------------------------------- one argument
 
 def _plain(value: Any) -> bool:
@@ -212,26 +184,23 @@ def _scheduler_items() -> dict:
 
 # ---------------------------------------------------------------- the whole config
 
-def _trainer_schema() -> dict:
-    props: dict = {}
-    for key, default in TRAINER_DEFAULTS.items():
-        schema, text = TRAINER.get(key, ({}, ""))
-        props[key] = or_interpolation(schema, text or f"trainer.{key}",
-                                      NO_DEFAULT if key == "epochs" else default)
+def option_schema(option: Option) -> dict:
+    """One key of a utils/options.py table: its schema (false for a bare YAML `off` too),
+    its description and its default."""
+    schema = resolve_ref(option.schema) if isinstance(option.schema, str) else option.schema
+    if option.off:
+        schema = {"enum": [*schema["enum"], False]} if "enum" in schema else \
+            {"anyOf": [schema, {"const": False}]}
+    default = NO_DEFAULT if option.default is REQUIRED or option.default is ABSENT else \
+        option.default
+    return or_interpolation(schema, option.doc, default)
+
+
+def table_schema(table: dict[str, Option]) -> dict:
+    """A section made of one table's keys; unknown keys are refused."""
+    props = {key: option_schema(option) for key, option in table.items()}
     props["_delete_"] = DELETE
     return {"type": "object", "properties": props, "additionalProperties": False}
-
-
-def _loader_options() -> dict:
-    options = {
-        "sampler": or_interpolation({"enum": [None, "balanced"]}, "balanced: class-balanced "
-                                    "draws; null = the loader's own order", None),
-        "folds": or_interpolation({"type": ["integer", "null"], "minimum": 2},
-                                  "k-fold cross-validation over the training part", None),
-        "fold": or_interpolation({"type": ["integer", "null"], "minimum": 0},
-                                 "the fold this run validates on (0..folds-1)", None),
-    }
-    return {k: options.get(k, {}) for k in LOADER_OPTIONS}
 
 
 def build_schema() -> dict:
@@ -244,21 +213,17 @@ def build_schema() -> dict:
                                   defs)
     loss = component("loss", "loss", _registry_items(LOSSES, _skip), defs)
     metric = component("metric", "metric", _registry_items(METRICS, _skip), defs)
-    interval = {"enum": list(INTERVALS), "default": "epoch",
-                "description": "step: after every optimizer step; epoch: after every epoch"}
+    callback = component("callback", "callback", _registry_items(CALLBACKS), defs)
     props = {
         "$schema": {"type": "string", "description": "the schema's location (ignored)"},
         "_base_": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                    "description": "config files merged under this one (paths relative to it)"},
-        "name": {"type": "string", "pattern": r"^(?!\.{1,2}$)[^/]*\S[^/]*$",
-                 "description": "the experiment's name, used in output paths"},
-        "seed": or_interpolation({"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                                 "one seed for python, numpy, torch and the data order", 0),
-        "n_gpu": or_interpolation(NON_NEGATIVE, "GPUs to use; 0 = CPU", 0),
+        **{key: option_schema(o) for key, o in TOP_LEVEL.items() if not o.section},
         "arch": component("arch", "model", _registry_items(MODELS), defs,
                           extra={"pretrained": PRETRAINED}),
         "data_loader": component("data_loader", "data loader", _registry_items(
-            DATA_LOADERS, injected=INJECTED_LOADER_ARGS, extra=_loader_options()), defs),
+            DATA_LOADERS, injected=INJECTED_LOADER_ARGS,
+            extra=table_schema(DATA_LOADER)["properties"]), defs),
         "optimizer": component("optimizer", "torch.optim optimizer", {
             name: _described(cls, name, args_schema(cls, name, skip=1))
             for name, cls in optimizers.items()}, defs, extra=GROUPS),
@@ -267,16 +232,20 @@ def build_schema() -> dict:
                     "default": [], "description": "metrics logged per epoch (names or "
                                                   "{type, args})"},
         "lr_scheduler": {**component("scheduler", "torch.optim.lr_scheduler class",
-                                     schedulers, defs, extra={"interval": interval}),
+                                     schedulers, defs,
+                                     extra=table_schema(LR_SCHEDULER)["properties"]),
                          "type": ["object", "null"], "default": None},
-        "trainer": _trainer_schema(),
-        "sweep": {"type": "object", "description": "a sweep over this config (docs/sweeps.md)"},
+        "trainer": table_schema(TRAINER),
+        "callbacks": {"type": ["array", "null"], "items": _named_or_component(callback),
+                      "default": [], "description": TOP_LEVEL["callbacks"].doc},
+        "sweep": {**table_schema(SWEEP), "description": TOP_LEVEL["sweep"].doc},
     }
     return {"$schema": DRAFT, "title": "pytorch-template config",
             "description": "A training config (docs/config.md). Unknown top-level keys are "
                            "a warning; unknown keys elsewhere are errors.",
             "type": "object", "properties": props,
-            "if": {"required": ["_base_"]}, "else": {"required": list(REQUIRED)},
+            "if": {"required": ["_base_"]},
+            "else": {"required": [k for k, o in TOP_LEVEL.items() if o.required]},
             "$defs": dict(sorted(defs.items()))}
 
 

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainer.config.option_checks import resolve_options
 from utils.errors import ArgError, ConfigError
-from utils.schema import FOLD_ARGS, SAMPLER_ARGS, SAMPLERS, expect, is_int
+from utils.options import DATA_LOADER
 
-LOADER_OPTIONS = SAMPLER_ARGS + FOLD_ARGS
+LOADER_OPTIONS = tuple(DATA_LOADER)
 
 
-def validate_loader_options(dargs: dict) -> None:
-    """data_loader.args.sampler, folds (K >= 2, or null) and fold (0..K-1, needed with folds)."""
-    expect(dargs.get("sampler") in SAMPLERS, "data_loader.args.sampler", "balanced or null",
-           dargs.get("sampler"))
-    folds, fold = dargs.get("folds"), dargs.get("fold")
-    if folds is None:
-        if fold is not None:
-            raise ConfigError("data_loader.args.fold: needs data_loader.args.folds (the number "
-                              "of folds)")
-        return
-    expect(is_int(folds) and folds >= 2, "data_loader.args.folds", "an integer >= 2 (or null)",
-           folds)
-    expect(fold is None or (is_int(fold) and 0 <= fold < folds), "data_loader.args.fold",
-           f"an integer from 0 to {folds - 1}", fold)  # None: train.py runs every fold
+def loader_options(dargs: dict, config: dict | None = None) -> dict:
+    """data_loader.args.sampler, folds and fold, checked, with their defaults (utils/options.py)."""
+    given = {k: v for k, v in dargs.items() if k in LOADER_OPTIONS}
+    return resolve_options(DATA_LOADER, given, "data_loader.args", config or {})
 
 
 def _call(method: Any, *args: Any) -> None:
@@ -38,7 +29,7 @@ def _call(method: Any, *args: Any) -> None:
 
 def apply_loader_options(loader: Any, loader_type: str, options: dict, training: bool) -> None:
     """Select the configured fold, then balance the classes of the training draws."""
-    folds, fold = options.get("folds"), options.get("fold")
+    folds, fold = options["folds"], options["fold"]
     if folds is not None:
         if fold is None:
             raise ConfigError(f"data_loader.args.fold: required with folds: {folds} (0 to "
@@ -48,5 +39,5 @@ def apply_loader_options(loader: Any, loader_type: str, options: dict, training:
             raise ConfigError(f"data_loader.args.folds: {loader_type} is no BaseDataLoader, "
                               "so it cannot split folds")
         _call(loader.select_fold, folds, fold)
-    if options.get("sampler") == "balanced" and training:
+    if options["sampler"] == "balanced" and training:
         _call(loader.balance_classes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,126 +25,44 @@ import torch
 from base.base_metric import BaseMetric, FunctionMetric, TorchmetricsMetric
 from data_loader import DATA_LOADERS
 from logger.mlflow_reach import stored_uri_warnings, without_stored_uri
-from logger.writer import validate_loggers
 from model import LOSSES, METRICS, MODELS
-from trainer.callbacks.averaging import validate_ema
-from trainer.callbacks.swa import validate_swa
+from trainer.callbacks.registry import validate_callbacks
 from trainer.config.class_weights import criterion_args, resolved_loss
 from trainer.config.component_checks import (
-    INT64,
-    has_validation,
+    PARAM_GROUPS,
+    uses_param_groups,
     validate_data_loader,
     validate_metrics,
     validate_optimization,
 )
-from trainer.config.config_checks import build_sized_model, check_name, check_save_dir
-from trainer.config.loader_options import LOADER_OPTIONS, apply_loader_options
-from trainer.config.pretrained import load_pretrained, validate_pretrained
+from trainer.config.config_checks import build_sized_model
+from trainer.config.loader_options import LOADER_OPTIONS, apply_loader_options, loader_options
+from trainer.config.option_checks import resolve_options, resolve_ref
 from trainer.config.schedulers import build_scheduler, resolved_section
-from trainer.run.compiling import validate_compile
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.config_io import apply_overrides, command_overrides, load_config_file
 from utils.config_limits import check_config_limits
 from utils.config_trust import stored_trust
-from utils.errors import ArgError, ConfigError, check_keys, did_you_mean
-from utils.param_groups import build_param_groups
+from utils.errors import ArgError, ConfigError, did_you_mean
+from utils.options import TOP_LEVEL, TRAINER, check_value, value_of
 from utils.registry import TRUSTED, Trust, UntrustedType
 from utils.run_config import edited_config_json
-from utils.schema import (
-    AMP_MODES,
-    REQUIRED,
-    TOP_LEVEL,
-    TRAINER_DEFAULTS,
-    check_args,
-    component_spec,
-    expect,
-    is_int,
-    is_number,
-    metric_names,
-    parse_monitor,
-    section,
-    torch_class,
-)
+from utils.schema import check_args, component_spec, section, torch_class
+
+PRETRAINED = "trainer.config.pretrained"  # arch.pretrained: loaded when a config sets it
 
 # ---------------------------------------------------------------- validation
 
-def _validate_trainer(trainer: Any, config: dict, trust: Trust) -> dict:
-    if not isinstance(trainer, dict):
-        raise ConfigError(f"trainer: expected a mapping, got {trainer!r}")
-    check_keys(trainer, TRAINER_DEFAULTS, "trainer")
-    resolved = {k: trainer.get(k, v) for k, v in TRAINER_DEFAULTS.items()}
-    if "epochs" not in trainer:
-        raise ConfigError("trainer.epochs: required key is missing")
-    expect(is_int(resolved["epochs"]) and resolved["epochs"] >= 1, "trainer.epochs",
-           "a positive integer", resolved["epochs"])
-    expect(is_int(resolved["save_period"]) and resolved["save_period"] >= 1,
-           "trainer.save_period", "a positive integer", resolved["save_period"])
-    expect(resolved["verbosity"] in (0, 1, 2) and not isinstance(resolved["verbosity"], bool),
-           "trainer.verbosity", "0, 1 or 2", resolved["verbosity"])
-    expect(is_number(resolved["heartbeat_s"]) and resolved["heartbeat_s"] >= 0,
-           "trainer.heartbeat_s", "a number of seconds >= 0 (0 = off)", resolved["heartbeat_s"])
-    expect(is_int(resolved["early_stop"]) and resolved["early_stop"] >= 0,
-           "trainer.early_stop", "an integer >= 0 (0 = off)", resolved["early_stop"])
-    expect(is_int(resolved["keep_last"]) and resolved["keep_last"] >= 0,
-           "trainer.keep_last", "an integer >= 0 (0 = keep all)", resolved["keep_last"])
-    expect(isinstance(resolved["tensorboard"], bool), "trainer.tensorboard", "true or false",
-           resolved["tensorboard"])
-    expect(is_int(resolved["histogram_period"]) and resolved["histogram_period"] >= 0,
-           "trainer.histogram_period", "an integer >= 0 (0 = no histograms)",
-           resolved["histogram_period"])
-    expect(isinstance(resolved["save_dir"], str) and resolved["save_dir"].strip(),
-           "trainer.save_dir", "a folder path (not blank)", resolved["save_dir"])
-    check_save_dir(resolved["save_dir"])
-    check_name(config["name"], resolved["save_dir"])
-    for key in ("amp", "monitor"):
-        if resolved[key] is False:  # YAML reads a bare `off` as false
-            resolved[key] = "off"
-    expect(resolved["amp"] in AMP_MODES, "trainer.amp", "off, bf16 or fp16", resolved["amp"])
-    expect(is_int(resolved["accumulate_steps"]) and resolved["accumulate_steps"] >= 1,
-           "trainer.accumulate_steps", "a positive integer", resolved["accumulate_steps"])
-    clip = resolved["clip_grad_norm"]
-    expect(clip is None or (is_number(clip) and clip >= 0), "trainer.clip_grad_norm",
-           "a number >= 0 (0 or null = off)", clip)
-    resolved["ema"] = validate_ema(resolved["ema"])
-    resolved["loggers"], resolved["mlflow"] = validate_loggers(resolved["loggers"],
-                                                               resolved["mlflow"])
-    resolved["compile"] = validate_compile(resolved["compile"])
-    resolved["swa"] = validate_swa(resolved["swa"], resolved["epochs"])
-    for key in ("len_epoch", "max_steps"):
-        expect(resolved[key] is None or (is_int(resolved[key]) and resolved[key] >= 1),
-               f"trainer.{key}", "a positive integer or null (off)", resolved[key])
-    monitor = resolved["monitor"]
-    expect(isinstance(monitor, str), "trainer.monitor", "'min <metric>', 'max <metric>' or 'off'",
-           monitor)
-    mode, metric = parse_monitor(monitor)
-    if mode != "off":
-        expect(mode in ("min", "max") and bool(metric), "trainer.monitor",
-               "'min <metric>', 'max <metric>' or 'off'", monitor)
-        logged = ["loss", *metric_names(config)]
-        if has_validation(config, trust):
-            logged += [f"val_{m}" for m in logged]
-        if metric not in logged:
-            raise ConfigError(f"trainer.monitor: '{metric}' is not logged by this run"
-                              f"{did_you_mean(metric, logged)} (logged: {', '.join(logged)})")
-    return resolved
-
-
 def _validate_top_level(config: dict, resolved: dict) -> list[str]:
-    for key in REQUIRED:
-        if key not in config:
+    for key, option in TOP_LEVEL.items():
+        if option.required and key not in config:
             raise ConfigError(f"{key}: required section is missing")
     warnings = [f"unknown top-level key '{key}' ignored{did_you_mean(key, TOP_LEVEL)}"
                 for key in config if key not in TOP_LEVEL]
-    name = config["name"]
-    expect(isinstance(name, str) and name.strip() != "" and "/" not in name and name not in
-           (".", ".."), "name", "a non-empty name without '/'", name)
-    resolved.setdefault("seed", 0)
-    expect(is_int(resolved["seed"]) and 0 <= resolved["seed"] < INT64, "seed",
-           "an integer >= 0 and below 2**63", resolved["seed"])
-    resolved.setdefault("n_gpu", 0)
-    expect(is_int(resolved["n_gpu"]) and resolved["n_gpu"] >= 0, "n_gpu", "an integer >= 0",
-           resolved["n_gpu"])
+    for key, option in TOP_LEVEL.items():
+        if not option.section:
+            resolved[key] = check_value(option, value_of(TOP_LEVEL, config, key), key)
     return warnings
 
 
@@ -157,11 +75,13 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     mtype, margs = section(config, "arch", ("pretrained",))
     check_args(MODELS.get(mtype, "arch.type", trust), margs, "arch.args")
     if "pretrained" in config["arch"]:
-        resolved["arch"]["pretrained"] = validate_pretrained(config["arch"]["pretrained"])
+        resolved["arch"]["pretrained"] = resolve_ref(f"{PRETRAINED}.validate_pretrained")(
+            config["arch"]["pretrained"])
     validate_data_loader(config, trust)
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
-    resolved["trainer"] = _validate_trainer(config["trainer"], config, trust)
+    resolved["trainer"] = resolve_options(TRAINER, config["trainer"], "trainer", config, trust)
+    resolved["callbacks"] = validate_callbacks(resolved["callbacks"], trust)
     return resolved, warnings
 
 
@@ -191,10 +111,17 @@ class Components:
     metrics: dict
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
+    notes: list[str] = field(default_factory=list)  # for info.log: what arch.pretrained loaded
 
 
 class ConfigParser:
-    """A validated config (read-only after parsing) and the builders of its components."""
+    """A validated config and the builders of its components.
+
+    Read-only after parsing: its attributes cannot be set (AttributeError). The two later
+    changes are explicit: `resolve_auto(data_loader)` (build_all calls it) writes the values
+    a config leaves `auto` (scheduler lengths, class weights) into `config`, the one mutator;
+    `with_checkpoint(path, ckpt)` returns a new parser that resumes `path` exactly
+    (--resume auto's choice)."""
 
     def __init__(self, config: dict, source: str, resume: Path | None = None,
                  checkpoint: dict | None = None, finetune: bool = False,
@@ -208,7 +135,25 @@ class ConfigParser:
         self.finetune = finetune
         self.warnings = warnings or []
         self.allow_changed = allow_changed  # --allow-changed: resume with a changed config
-        self.notes: list[str] = []  # logged while building, before info.log exists
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"ConfigParser is read-only after parsing (set {name}): "
+                                 f"use with_checkpoint() or resolve_auto()")
+        object.__setattr__(self, name, value)
+
+    def _replace(self, **changes: Any) -> ConfigParser:
+        """A copy with some attributes changed (this parser stays as it is)."""
+        new = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(new, name, value)
+        return new
+
+    def with_checkpoint(self, path: Path, checkpoint: dict) -> ConfigParser:
+        """A new parser, the same config, that resumes `checkpoint` (read from `path`)
+        exactly (not a fine-tune): --resume auto's choice (trainer/run/auto_resume.py)."""
+        return self._replace(resume=path, checkpoint=checkpoint, finetune=False)
 
     @classmethod
     def from_args(cls, args: Any) -> ConfigParser:
@@ -236,8 +181,8 @@ class ConfigParser:
                                finetune=bool(args.config and resume),
                                allow_changed=bool(getattr(args, "allow_changed", False)),
                                trust=trust)
-        parser.warnings += stored_uri_warnings(parser.config, stored_uri)
-        return parser
+        return parser._replace(
+            warnings=parser.warnings + stored_uri_warnings(parser.config, stored_uri))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str, overrides: list[str] | None = None,
@@ -296,7 +241,8 @@ class ConfigParser:
         sec = self.config["data_loader"]
         cls = DATA_LOADERS.get(sec["type"], "data_loader.type", self.trust)
         args = _args_of(sec)
-        options = {k: args.pop(k) for k in LOADER_OPTIONS if k in args}
+        options = loader_options(args)
+        args = {k: v for k, v in args.items() if k not in LOADER_OPTIONS}
         loader = _build("data_loader.args", cls, **args, training=training,
                         seed=self.config["seed"])
         apply_loader_options(loader, sec["type"], options, training)
@@ -343,13 +289,20 @@ class ConfigParser:
         cls = torch_class(torch.optim, sec["type"], torch.optim.Optimizer, "optimizer.type",
                           "optimizer", self.trust)
         if isinstance(params, torch.nn.Module):
-            groups = build_param_groups(params, sec)
-            params = [p for p in params.parameters() if p.requires_grad] if groups is None \
-                else groups
+            model, params = params, [p for p in params.parameters() if p.requires_grad]
+            if uses_param_groups(sec):
+                params = resolve_ref(f"{PARAM_GROUPS}.build_param_groups")(model, sec)
         return _build("optimizer.args", cls, params, **_args_of(sec))
 
     def build_scheduler(self, optimizer):
         return build_scheduler(self.config.get("lr_scheduler"), optimizer, self.trust)
+
+    def resolve_auto(self, data_loader: Any) -> None:
+        """The one change to `config` after parsing: the `auto` values of lr_scheduler (the
+        run's steps or epochs) and loss (class weights) become the numbers that follow from
+        the training split, so config.json and the checkpoint keep the numbers."""
+        self.config["lr_scheduler"] = resolved_section(self.config, data_loader, self.trust)
+        self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
 
     def build_all(self, training: bool = True) -> Components:
         """Seed, then data loaders, model (standardized on the training split), loss,
@@ -358,16 +311,15 @@ class ConfigParser:
             seed_everything(self.config["seed"])
             data_loader = self.build_data_loader(training=training)
             valid_data_loader = data_loader.split_validation()
-            # `auto` scheduler arguments follow from the loader; config.json keeps the numbers
-            self.config["lr_scheduler"] = resolved_section(self.config, data_loader, self.trust)
-            self.config["loss"] = resolved_loss(self.config["loss"], data_loader)
+            self.resolve_auto(data_loader)
             model = self.build_model()
             stats = data_loader.feature_stats()
             if stats is not None and hasattr(model, "set_standardization"):  # a BaseModel
                 _build("arch.args", model.set_standardization, *stats)
-            pretrained = self.config["arch"].get("pretrained")
+            notes, pretrained = [], self.config["arch"].get("pretrained")
             if pretrained and self.checkpoint is None:  # a new run (-r: the checkpoint's)
-                self.notes += load_pretrained(model, pretrained, self.config["arch"]["type"])
+                notes = resolve_ref(f"{PRETRAINED}.load_pretrained")(
+                    model, pretrained, self.config["arch"]["type"])
             criterion = self.build_criterion()
             metrics = self.build_metrics()
             optimizer = self.build_optimizer(model)
@@ -375,4 +327,4 @@ class ConfigParser:
         except ConfigError as e:
             raise ConfigError(f"{self.source}: {e}") from None
         return Components(data_loader, valid_data_loader, model, criterion, metrics, optimizer,
-                          lr_scheduler)
+                          lr_scheduler, notes)

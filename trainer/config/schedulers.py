@@ -30,11 +30,11 @@ from torch.optim import lr_scheduler
 from base.base_data_loader import EpochBatchSampler
 from utils import dist
 from utils.errors import ConfigError, check_keys
+from utils.options import LR_SCHEDULER, check_value, value_of
 from utils.registry import TRUSTED, Trust
 from utils.schema import check_args, expect, is_int, section, torch_class
 
 SCHEDULER_BASES = (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)
-INTERVALS = ("epoch", "step")
 NESTED = (lr_scheduler.SequentialLR, lr_scheduler.ChainedScheduler)  # take child schedulers
 AUTO = "auto"
 AUTO_ARGS = {lr_scheduler.OneCycleLR: "total_steps", lr_scheduler.CosineAnnealingLR: "T_max"}
@@ -47,7 +47,7 @@ def scheduler_class(name: str, key: str, trust: Trust) -> type:
 
 def interval(config: dict) -> str:
     """'step' or 'epoch' (the default) for a validated config."""
-    return (config.get("lr_scheduler") or {}).get("interval", "epoch")
+    return value_of(LR_SCHEDULER, config["lr_scheduler"] or {}, "interval")
 
 
 # ---------------------------------------------------------------- validation
@@ -57,8 +57,8 @@ def validate_scheduler(spec: Any, trust: Trust = TRUSTED) -> None:
     if not isinstance(spec, dict):
         raise ConfigError(f"lr_scheduler: expected a mapping with 'type' and 'args', got {spec!r}")
     check_keys(spec, ("type", "interval", "args"), "lr_scheduler")
-    every = spec.get("interval", "epoch")
-    expect(every in INTERVALS, "lr_scheduler.interval", "step or epoch", every)
+    every = check_value(LR_SCHEDULER["interval"], value_of(LR_SCHEDULER, spec, "interval"),
+                        "lr_scheduler.interval")
     _validate_one({k: v for k, v in spec.items() if k != "interval"}, "lr_scheduler", trust)
     plateau = issubclass(scheduler_class(spec["type"], "lr_scheduler.type", trust),
                          lr_scheduler.ReduceLROnPlateau)
@@ -128,7 +128,7 @@ def run_length(config: dict, loader: Any) -> int | None:
     trainer = config["trainer"]
     if interval(config) == "epoch":
         return trainer["epochs"]
-    per_epoch = steps_per_epoch(loader, trainer["accumulate_steps"], trainer.get("len_epoch"))
+    per_epoch = steps_per_epoch(loader, trainer["accumulate_steps"], trainer["len_epoch"])
     return None if per_epoch is None else trainer["epochs"] * per_epoch
 
 

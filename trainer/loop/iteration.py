@@ -51,7 +51,3 @@ def epoch_batches(loader: Any, epoch: int, start_batch: int = 0,
                 return
         loader_epoch, offset = loader_epoch + 1, 0
 
-
-def reached(max_steps: int | None, steps: int) -> bool:
-    """Whether `steps` optimizer steps reach trainer.max_steps (None = no limit)."""
-    return max_steps is not None and steps >= max_steps

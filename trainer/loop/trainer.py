@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import torch
-from tqdm import tqdm
 
 from base import BaseTrainer
-from base.base_trainer import DIST_STOP_CHECK_EVERY, StopTraining
-from logger.console import Heartbeat
-from trainer.callbacks.averaging import build_averagers, validation_model
+from base.base_trainer import StopTraining
+from trainer.callbacks.averaging import averaging_callbacks
+from trainer.callbacks.loggers import logger_callbacks
+from trainer.callbacks.progress import progress_callbacks
+from trainer.callbacks.registry import build_callbacks
 from trainer.loop.epoch_stats import EpochStats
-from trainer.loop.iteration import epoch_batches, epoch_length, reached
+from trainer.loop.iteration import epoch_batches, epoch_length
 from utils import dist
 from utils.errors import ConfigError
+from utils.run_limits import max_steps_reached, stop_check_interval
 
 NAN_CHECK_EVERY = 100  # batches between (cheap, host-syncing) NaN checks
 AUTOCAST_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -49,16 +50,6 @@ def is_sum_reduction(criterion) -> bool:
     return getattr(criterion, "reduction", keywords.get("reduction", "mean")) == "sum"
 
 
-def progress_bar(total: int, desc: str, verbosity: int, heartbeat_s: float):
-    """At verbosity >= 1: a tqdm bar on a terminal; elsewhere (logs, CI, pipes) a heartbeat
-    line every `heartbeat_s` seconds (0: none)."""
-    if verbosity < 1:
-        return None
-    if not sys.stderr.isatty():
-        return Heartbeat(total, desc, heartbeat_s) if heartbeat_s > 0 else None
-    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True)
-
-
 def eval_batches(model, loader, device: torch.device, amp: str = "off",
                  criterion=None) -> Iterator[tuple]:
     """(output, target, loss) of every batch of `loader`, model in eval mode, without
@@ -75,8 +66,8 @@ def eval_batches(model, loader, device: torch.device, amp: str = "off",
         yield output, target, loss
 
 
-def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
-             stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
+def loss_and_metrics(model, loader, criterion, metrics: dict, device, amp: str = "off",
+                     stop: Callable[[int], bool] | None = None) -> dict[str, float] | None:
     """Loss and metrics of `model` over every batch of `loader`.
 
     With a loader sharded across ranks (torch.distributed), the ranks' sums are
@@ -88,7 +79,8 @@ def evaluate(model, loader, criterion, metrics: dict, device, amp: str = "off",
 
 def evaluation_stats(model, loader, criterion, metrics: dict, device, amp: str = "off",
                      stop: Callable[[int], bool] | None = None) -> EpochStats | None:
-    """evaluate()'s one pass, returning the merged state (test.py reads its confusion counts).
+    """loss_and_metrics()'s one pass, returning the merged state (test.py reads its confusion
+    counts).
 
     `stop(i)` is asked after batch i (1, 2, ...): True ends the pass at once, returning None
     (a stop signal during validation or a test pass)."""
@@ -122,7 +114,7 @@ class PassStop:
     def __init__(self, loader, device: torch.device):
         self.signum: int | None = None
         self.device = device
-        self.every = DIST_STOP_CHECK_EVERY if dist.is_distributed() else 1
+        self.every = stop_check_interval(dist.is_distributed())
         self.safe = batches_on_every_rank(loader)
 
     def handler(self, signum: int, _frame) -> None:
@@ -141,19 +133,28 @@ class Trainer(BaseTrainer):
     """Trains on `data_loader`, validates on `valid_data_loader` after every epoch.
 
     A batch is a tuple (inputs..., target); the model is called as model(*inputs).
+    `callbacks`: the config's `callbacks:` built ((type, instance) pairs:
+    trainer/callbacks/registry.py build_callbacks; None builds them here). The built-in
+    ones the trainer.* options turn on come first (EMA, SWA) and last (the loggers, after
+    the configured ones added their keys to the epoch's row; the progress lines).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, callbacks: list | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         cfg = self.config["trainer"]
         self.sum_reduction = is_sum_reduction(self.criterion)
         self.accumulate_steps = cfg["accumulate_steps"]
-        self.heartbeat_s = cfg["heartbeat_s"]  # resolved: the schema's default (30) when unset
+        self.heartbeat_s = cfg["heartbeat_s"]  # resolved: utils/options.py's default when unset
         self.clip_grad_norm = cfg["clip_grad_norm"] or 0
-        self.len_epoch = cfg.get("len_epoch")
-        self.max_steps = cfg.get("max_steps")
+        self.len_epoch = cfg["len_epoch"]
+        self.max_steps = cfg["max_steps"]
         self.autocast = autocast(self.amp, self.device)
-        self.averagers = build_averagers(cfg, self.plain_model, self.optimizer)
+        self.configured = build_callbacks(self.config.config.get("callbacks"),
+                                          self.config.trust) \
+            if callbacks is None else list(callbacks)
+        self.callbacks = [*averaging_callbacks(cfg, self.plain_model, self.optimizer),
+                          *(cb for _, cb in self.configured), *logger_callbacks(self),
+                          *progress_callbacks(self)]
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
@@ -165,8 +166,6 @@ class Trainer(BaseTrainer):
             stats.load_state_dict(self.partial_stats)
             self.partial_stats = None
         n_batches = epoch_length(self.data_loader, self.len_epoch)
-        bar = progress_bar(0 if validating else n_batches - start_batch, f"epoch {epoch}",
-                           self.verbosity, self.heartbeat_s)
         batches = () if validating else \
             epoch_batches(self.data_loader, epoch, start_batch, self.len_epoch)
         batch_idx = start_batch
@@ -174,9 +173,7 @@ class Trainer(BaseTrainer):
             *inputs, target = to_device(batch, self.device)
             output, loss = self._train_step(inputs, target, batch_idx, n_batches)
             stats.update(loss, output, target)
-            if bar is not None:
-                bar.update()
-            if reached(self.max_steps, self.global_step):  # the run ends with this batch
+            if max_steps_reached(self.max_steps, self.global_step):  # the run ends with this batch
                 break
             if batch_idx % NAN_CHECK_EVERY == 0:
                 stats.check_finite(epoch)
@@ -184,8 +181,6 @@ class Trainer(BaseTrainer):
                     and batch_idx % self.stop_check_every == 0 and self._agree_stop():
                 stats.check_finite(epoch)
                 raise StopTraining(epoch, batch_idx, stats)
-        if bar is not None:
-            bar.close()
         stats.check_finite(epoch)
 
         result = stats.merged().result()
@@ -197,17 +192,19 @@ class Trainer(BaseTrainer):
         """The epoch's val_<metric> values; StopTraining within a batch of a stop signal (the
         checkpoint then holds the trained epoch, and its resume re-runs the validation)."""
         dist.sync_buffers(self.plain_model)
-        model = validation_model(self.averagers, self.model)
-        val = evaluate(model, self.valid_data_loader, self.criterion, self.metrics,
-                       self.device, self.amp, self._validation_stop())
+        model = self.model if self.validation_model is None else self.validation_model
+        val = loss_and_metrics(model, self.valid_data_loader, self.criterion, self.metrics,
+                               self.device, self.amp, self._validation_stop())
         if val is None:
             raise StopTraining(epoch, batches_done, stats, validating=True)
-        return {f"val_{k}": v for k, v in val.items()}
+        val = {f"val_{k}": v for k, v in val.items()}
+        self._call("on_validation_end", epoch, val)
+        return val
 
     def _validation_stop(self) -> Callable[[int], bool]:
         """stop(i) for the validation pass: whether a stop was requested (after every batch in
         one process; under DDP every few batches that all ranks reach, all agreeing)."""
-        every = DIST_STOP_CHECK_EVERY if self.distributed else 1
+        every = stop_check_interval(self.distributed)
         safe = batches_on_every_rank(self.valid_data_loader)
 
         def stop(i: int) -> bool:
@@ -245,7 +242,9 @@ class Trainer(BaseTrainer):
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.global_step += 1
-            self._scheduler_step_done(self.global_step)
-            for averager in self.averagers:
-                averager.after_step(self.plain_model)
+            if self.hooks["on_step_end"]:  # EMA, GradNorm, the progress lines, ...
+                self.batch_idx = batch_idx
+                for hook in self.hooks["on_step_end"]:
+                    hook(self, self.global_step, loss)
+            self._scheduler_step_done()
         return output, loss

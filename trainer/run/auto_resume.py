@@ -30,10 +30,11 @@ from utils.checkpoint import BEST_NAME, INTERRUPT_NAME, epoch_checkpoints, load_
 from utils.checkpoint_arg import best_ahead
 from utils.errors import ConfigError, RunError
 from utils.run_config import config_hash, stored_hash
+from utils.run_limits import max_steps_reached
 from utils.run_lock import lock_run_folder
+from utils.run_pointer import run_folders
 
 AUTO = "auto"
-POINTER_NAME = "latest"  # a pointer file some versions keep beside the run folders
 
 
 def take_auto(args: Any) -> bool:
@@ -72,14 +73,6 @@ class Candidate:
         return f"{self.path} (epoch {epoch}{into})"
 
 
-def run_folders(models_dir: Path) -> list[Path]:
-    """The run folders of one name: folders only (not the `latest` pointer, not hidden)."""
-    if not models_dir.is_dir():
-        return []
-    return sorted(p for p in models_dir.iterdir()
-                  if p.is_dir() and p.name != POINTER_NAME and not p.name.startswith("."))
-
-
 def _load(path: Path) -> Candidate | None:
     try:
         return Candidate(path, load_checkpoint(path), path.stat().st_mtime)
@@ -109,7 +102,7 @@ def finished(ckpt: dict, trainer: dict) -> str | None:
     if ckpt.get("partial_epoch"):
         return None
     steps, max_steps = ckpt.get("global_step", 0), trainer["max_steps"]
-    if max_steps is not None and steps >= max_steps:
+    if max_steps_reached(max_steps, steps):
         return f"trainer.max_steps {max_steps} reached"
     if ckpt["epoch"] >= trainer["epochs"]:
         return f"epoch {ckpt['epoch']} of {trainer['epochs']} done"
@@ -180,9 +173,10 @@ def decide(config: ConfigParser) -> tuple[Candidate | None, str, bool]:
     return chosen, f"--resume auto: resuming {chosen.describe()}", False
 
 
-def apply_auto_resume(config: ConfigParser, hold: bool = True) -> tuple[str, bool]:
-    """Decide on rank 0 (every rank follows) and point `config` at the checkpoint to resume:
-    (the decision's log line, whether there is nothing to train). `hold`: take the name's
+def apply_auto_resume(config: ConfigParser, hold: bool = True
+                      ) -> tuple[ConfigParser, str, bool]:
+    """Decide on rank 0 (every rank follows): (the config, resuming the chosen checkpoint if
+    any, the decision's log line, whether there is nothing to train). `hold`: take the name's
     lock first (not for --dry-run, which writes nothing)."""
     decision: Any = None
     if dist.is_main():
@@ -199,8 +193,8 @@ def apply_auto_resume(config: ConfigParser, hold: bool = True) -> tuple[str, boo
     chosen, line, done = shared
     if chosen is not None and not done:
         ckpt = chosen.ckpt if chosen.ckpt is not None else load_checkpoint(chosen.path)
-        config.resume, config.checkpoint, config.finetune = chosen.path, ckpt, False
-    return line, done
+        config = config.with_checkpoint(chosen.path, ckpt)
+    return config, line, done
 
 
 def _portable(decision: Any) -> Any:

@@ -1,27 +1,22 @@
-"""The bodies of train.py and test.py, top to bottom.
+"""The body of train.py, top to bottom: build, wrap for devices, resume, train.
 
-train(): build, wrap for devices, resume, train. test(): rebuild from the
-checkpoint, evaluate the test split, write the metrics and the report.
+test.py's body is trainer/run/checkpoint_test.py (a training run never imports it).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-from logger.class_report import write_test_report
 from logger.console import next_commands
 from logger.logger import FILE_ONLY, get_logger, setup_logging
 from logger.writer import check_loggers
+from trainer.callbacks.registry import build_callbacks
 from trainer.config.class_weights import criterion_to
 from trainer.config.parse_config import ConfigParser
-from trainer.inference.export import check_export_target, export_test_batch
-from trainer.inference.predict import predict
-from trainer.inference.testing import best_of, test_split_loader, test_split_metrics, trained_model
-from trainer.loop.trainer import PassStop, Trainer, check_amp
+from trainer.loop.trainer import Trainer, check_amp
 from trainer.run.auto_resume import apply_auto_resume
 from trainer.run.batch_trial import trial_batch
 from trainer.run.compiling import check_compile, compile_model
@@ -33,7 +28,7 @@ from utils.checkpoint import BEST_NAME
 from utils.checkpoint_arg import newest_checkpoint
 from utils.errors import ConfigError, RunError
 from utils.files import write_json
-from utils.signals import exit_code, signal_name, stop_signals_handled
+from utils.run_limits import max_steps_reached
 
 
 def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = None,
@@ -50,12 +45,14 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     try:
         check_amp(config.trainer["amp"], device)
         check_compile(config.trainer["compile"])
+        callbacks = build_callbacks(config["callbacks"], config.trust)  # before any folder
     except ConfigError as e:
         raise ConfigError(f"{config.source}: {e}") from None
     dist.shard_loaders(parts.data_loader, parts.valid_data_loader)
     dist.use_pinned_memory(device, parts.data_loader, parts.valid_data_loader)
-    decision, done = apply_auto_resume(config, hold=not dry_run) if auto_resume else \
-        (None, False)
+    decision, done = None, False
+    if auto_resume:  # the config then resumes the checkpoint it chose, if any
+        config, decision, done = apply_auto_resume(config, hold=not dry_run)
     if done:
         logger.info(decision)
         return 0
@@ -81,7 +78,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     run = open_run_folder(config, run_file)
     if decision is not None:
         logger.info(decision)
-    for note in config.notes:  # the console had them while the model was built
+    for note in parts.notes:  # the console had them while the model was built
         logger.info(note, extra=FILE_ONLY)
     note_kept_outputs(parts.metrics)
     logger.debug(str(parts.model), extra=FILE_ONLY)
@@ -91,7 +88,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     criterion = criterion_to(parts.criterion, device)  # a class weight goes to the device
     trainer = Trainer(model, criterion, parts.metrics, parts.optimizer, config, device,
                       parts.data_loader, parts.valid_data_loader, parts.lr_scheduler,
-                      run_folder=run)
+                      run_folder=run, callbacks=callbacks)
     if config.checkpoint is not None:
         resume(trainer, config, run)
     try:
@@ -124,7 +121,7 @@ def nothing_to_train(config: ConfigParser) -> bool:
     if ckpt is None or ckpt.get("partial_epoch"):
         return False
     steps, max_steps = ckpt.get("global_step", 0), config.trainer["max_steps"]
-    if not config.finetune and max_steps is not None and steps >= max_steps:
+    if not config.finetune and max_steps_reached(max_steps, steps):
         if dist.is_main():
             print(f"{config.resume}: the checkpoint has {steps} optimizer steps and "
                   f"trainer.max_steps is {max_steps}; nothing to train "
@@ -181,53 +178,3 @@ def resume(trainer: Trainer, config: ConfigParser, run: RunFolder) -> None:
         logger.info(f"note: {config.resume.parent} has checkpoints past epoch "
                     f"{ckpt['epoch']} or is not a run folder; this run writes to "
                     f"{run.save_dir} and leaves it untouched")
-
-
-def test(checkpoint: Path, output: Path | None = None, predict_input: str | None = None,
-         weights: str | None = None, export: Path | None = None, force: bool = False,
-         trust_config: bool = False) -> int:
-    """Evaluate `checkpoint` on its config's test split (or write predictions with
-    `predict_input`: '' for the test split, else a CSV file); the process exit code.
-    A run folder or `latest` pointer stands for its model_best.pth. `weights`: raw, ema or
-    swa (None: the weights the run monitored). `export`: write the model to that file instead
-    (trainer/inference/export.py; an existing one only with `force`). The config is data
-    unless `trust_config` (--trust-config)."""
-    if export is not None:
-        check_export_target(export, force)
-    given, checkpoint = checkpoint, best_of(checkpoint)
-    if checkpoint != given:
-        print(f"checkpoint: {checkpoint}")
-    config = ConfigParser.from_checkpoint(checkpoint, trust_config)
-    setup_logging(config.trainer["verbosity"])
-    data_loader = test_split_loader(config)
-    which, model = trained_model(config, weights)
-    if which != "raw":
-        print(f"weights: {which}")
-    if export is not None:
-        return export_test_batch(model, config.config, data_loader, export) if dist.is_main() else 0
-    device, _ = dist.setup_device(config["n_gpu"])  # under torchrun: each rank a shard
-    model = model.to(device)
-    if predict_input is not None:  # rank 0 predicts the whole file or split
-        if dist.is_main():
-            out = output or checkpoint.parent / "predictions.csv"
-            predict(model, data_loader, device, predict_input, out, config["arch"]["type"])
-            print(f"saved {out}")
-        return 0
-    stop = PassStop(data_loader, device)
-    with stop_signals_handled(stop.handler):
-        result = test_split_metrics(config, model, data_loader, device, stop)
-    if result is None:  # a stop signal: nothing is written
-        if dist.is_main():
-            print(f"interrupted by {signal_name(stop.signum)}: the test pass stopped; "
-                  f"nothing written", file=sys.stderr)
-        return exit_code(stop.signum)
-    metrics, counts = result
-    if not dist.is_main():
-        return 0
-    out = output or checkpoint.parent / "test_metrics.json"
-    write_test_report(counts, out.parent)
-    for name, value in metrics.items():
-        print(f"{name}: {value:.6f}")
-    write_json(metrics, out)
-    print(f"saved {out}")
-    return 0

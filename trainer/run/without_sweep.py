@@ -7,7 +7,6 @@ runs and evaluations work as ever; anything that needs a sweep (-m, --folds, --r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from utils.config_io import load_config_file
@@ -24,7 +23,7 @@ def load_sweep(args: Any) -> None:
                           ("--repeat", getattr(args, "repeat", None)),
                           ("--jobs", getattr(args, "jobs", None)),
                           ("--test", getattr(args, "test", False))):
-        if value not in (None, False):
+        if value is not None and value is not False:  # --repeat 0 asks for a sweep too
             raise ConfigError(NO_SWEEP.format(what=option))
     if getattr(args, "config", None) and not getattr(args, "resume", None):
         raw = load_config_file(args.config)
@@ -35,10 +34,6 @@ def load_sweep(args: Any) -> None:
                 and dargs.get("fold") is None:
             raise ConfigError(NO_SWEEP.format(what="data_loader.args.folds without fold"))
     return None
-
-
-def is_sweep_folder(path: Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "sweep.json").is_file()
 
 
 def __getattr__(name: str):
