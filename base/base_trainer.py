@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from base.base_callback import HOOKS, Callback, fit_end, overriding, restore_callbacks
-from base.finetune import load_weights_for_finetune, optimizer_state_for_finetune
+from base.finetune import load_weights_for_finetune, restore_optimizer
 from logger.console import epoch_line, resume_hint
 from logger.logger import get_logger
+from logger.writer import lr_entries
 from utils import dist
 from utils.checkpoint import (
     BEST_NAME,
@@ -35,7 +36,6 @@ from utils.checkpoint import (
     save_atomic,
 )
 from utils.data_order import data_order
-from utils.errors import ConfigError
 from utils.options import LR_SCHEDULER, value_of
 from utils.run_config import config_hash
 from utils.run_limits import max_steps_reached, stop_check_interval
@@ -97,7 +97,7 @@ class BaseTrainer(ABC):
         # lr_scheduler.interval step: the scheduler steps after every optimizer step
         self.step_interval = value_of(LR_SCHEDULER, config["lr_scheduler"] or {},
                                       "interval") == "step"
-        self.epoch_lr: float | None = None  # the lr the current epoch started with
+        self.epoch_lr: dict | None = None  # the lrs the current epoch started with (lr, lr/<n>)
         self.mnt_best = {"min": math.inf, "max": -math.inf}.get(self.mnt_mode, 0.0)
         self.early_stop_count = 0
         self.start_epoch = 1
@@ -216,7 +216,7 @@ class BaseTrainer(ABC):
     def _loop(self) -> None:
         for epoch in range(self.start_epoch, self.epochs + 1):
             # a mid-epoch resume carries on with the lr its epoch started with
-            lr = self.epoch_lr = self.current_lr() if self.epoch_lr is None else self.epoch_lr
+            lrs = self.epoch_lr = self.epoch_lr or lr_entries(self.optimizer)
             start = time.perf_counter()
             self._call("on_epoch_start", epoch)
             try:
@@ -224,7 +224,7 @@ class BaseTrainer(ABC):
             except StopTraining as stop:
                 path = self._save_interrupted(stop)
                 raise Interrupted(self.stop_signal, path) from None
-            row = {"epoch": epoch, **result, "lr": lr,
+            row = {"epoch": epoch, **result, **lrs,
                    "seconds": round(time.perf_counter() - start, 4)}
             improved = self._improved(row)
             if improved:
@@ -343,7 +343,7 @@ class BaseTrainer(ABC):
             load_weights_for_finetune(model, ckpt, self.config, self.logger)
         else:
             model.load_state_dict(ckpt["model_state_dict"])
-        self._restore_optimizer(ckpt, finetune)
+        restore_optimizer(self.optimizer, ckpt, self.config, model, finetune, self.logger)
         self.start_epoch = ckpt["epoch"] + 1
         if finetune:
             return
@@ -361,31 +361,10 @@ class BaseTrainer(ABC):
         if partial:  # its data order was checked up front (trainer/run/resume_checks.py)
             self.start_batch = partial["batches_done"]
             self.validating = bool(partial.get("validating"))
-            self.epoch_lr = partial.get("lr")
+            lr = partial.get("lr")  # a number in checkpoints from before parameter groups
+            self.epoch_lr = {"lr": lr} if isinstance(lr, int | float) else lr
             # the stats of every rank's batches so far, merged: rank 0 carries them on
             self.partial_stats = partial["stats"] if self.is_main else None
         if ckpt.get("rng_state") is not None:
             restore_rng_state(ckpt["rng_state"])
 
-    def _restore_optimizer(self, ckpt: dict, finetune: bool) -> None:
-        """The checkpoint's optimizer state (when its type is unchanged), then the config's
-        hyperparameters over it when they differ (fine-tune, or overrides)."""
-        if ckpt["config"]["optimizer"]["type"] != self.config["optimizer"]["type"]:
-            self.logger.warning("warning: optimizer type changed; its state starts fresh")
-            return
-        state = ckpt["optimizer_state_dict"]
-        if finetune:
-            state = optimizer_state_for_finetune(state, self.plain_model, self.optimizer,
-                                                    self.logger)
-        try:
-            if state is not None:
-                self.optimizer.load_state_dict(state)
-        except (ValueError, KeyError) as e:
-            if not finetune:
-                raise ConfigError(f"cannot restore the optimizer state: {e}") from None
-            self.logger.warning(f"warning: optimizer state not restored ({e})")
-        new_args = self.config["optimizer"].get("args") or {}
-        if finetune or new_args != (ckpt["config"]["optimizer"].get("args") or {}):
-            for group in self.optimizer.param_groups:
-                group.update(new_args)
-                group["initial_lr"] = group["lr"]

@@ -124,7 +124,7 @@ def load_run(path: Path) -> Run:
     if not rows:
         raise ConfigError(f"{csv_path}: no epochs recorded yet")
     run = Run(_run_label(csv_path), columns, rows, _configured_monitor(csv_path))
-    run.curves = [c for c in columns if c not in NOT_CURVES and not c.startswith("val_")]
+    run.curves = [c for c in columns if c not in NOT_CURVES and not c.startswith(("val_", "lr/"))]
     run.best_epoch = best_epoch(run)
     return run
 

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from logger import mlflow_logger, mlflow_reach
 from logger.logger import get_logger
@@ -18,11 +19,24 @@ LOGGERS = ("mlflow",)  # trainer.loggers: the optional backends
 FLUSH_EVERY_S = 1.0  # metrics.csv: the longest a finished epoch's row waits for its write
 
 
-def csv_columns(metric_names: list[str], validate: bool) -> list[str]:
+def lr_entries(optimizer: Any) -> dict[str, float]:
+    """{'lr': the first parameter group's lr}, and with several groups (optimizer.param_groups,
+    no_decay: utils/param_groups.py) `lr/<n>` for each: an epoch row's lr keys."""
+    lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    entries = {"lr": lrs[0]}
+    if len(lrs) > 1:
+        entries.update({f"lr/{i}": lr for i, lr in enumerate(lrs)})
+    return entries
+
+
+def csv_columns(metric_names: list[str], validate: bool,
+                lr_columns: list[str] | None = None) -> list[str]:
+    """metrics.csv's columns; `lr_columns`: `lr`, and `lr/<n>` per parameter group when
+    there are several (the keys of lr_entries)."""
     cols = ["epoch", "loss", *metric_names]
     if validate:
         cols += ["val_loss", *[f"val_{m}" for m in metric_names]]
-    return [*cols, "lr", "seconds"]
+    return [*cols, *(lr_columns or ["lr"]), "seconds"]
 
 
 class MetricsCSV:
@@ -98,8 +112,8 @@ class TensorboardWriter:
         for key, value in row.items():
             if key in ("epoch", "seconds"):
                 continue
-            if key == "lr":
-                tag = "lr"
+            if key == "lr" or key.startswith("lr/"):  # lr/<n>: a parameter group's
+                tag = key
             elif key.startswith("val_"):
                 tag = f"{key[4:]}/valid"
             else:

@@ -143,7 +143,8 @@ def add_best(record: dict, sweep: Sweep) -> dict:
         record["best"], record["best_epoch"] = best_of(rows, name, mode)
         at = [r for r in rows if record["best_epoch"] is not None
               and int(r.get("epoch", -1)) == record["best_epoch"]]
-        record["at_best"] = {k: v for k, v in at[-1].items() if k not in NOT_METRICS} \
+        record["at_best"] = {k: v for k, v in at[-1].items()
+                             if k not in NOT_METRICS and not k.startswith("lr/")} \
             if at else {}
     return record
 

@@ -157,12 +157,12 @@ def _qualname(cls: type) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-def section(config: dict, key: str) -> tuple[str, dict]:
-    """The (type, args) of a {type, args} section."""
+def section(config: dict, key: str, extra: tuple[str, ...] = ()) -> tuple[str, dict]:
+    """The (type, args) of a {type, args} section (`extra`: its other allowed keys)."""
     sec = config.get(key)
     if not isinstance(sec, dict):
         raise ConfigError(f"{key}: expected a mapping with 'type' and 'args', got {sec!r}")
-    check_keys(sec, ("type", "args"), key)
+    check_keys(sec, ("type", "args", *extra), key)
     if not isinstance(sec.get("type"), str):
         raise ConfigError(f"{key}.type: expected a name, got {sec.get('type')!r}")
     args = sec.get("args") or {}

@@ -15,7 +15,7 @@ import torch
 from base.base_callback import BuiltinCallback
 from logger import mlflow_logger
 from logger.logger import get_logger
-from logger.writer import MetricsCSV, TensorboardWriter, csv_columns
+from logger.writer import MetricsCSV, TensorboardWriter, csv_columns, lr_entries
 from utils.errors import RunError
 
 MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
@@ -30,7 +30,8 @@ class CSVLogger(BuiltinCallback):
         self.csv: MetricsCSV | None = None
 
     def on_fit_start(self, trainer: Any) -> None:
-        columns = csv_columns(list(trainer.metrics), trainer.valid_data_loader is not None)
+        columns = csv_columns(list(trainer.metrics), trainer.valid_data_loader is not None,
+                              list(lr_entries(trainer.optimizer)))  # lr, lr/<n> per group
         self.csv = MetricsCSV(trainer.run_folder.log_dir / "metrics.csv", columns,
                               trainer.history)
 

@@ -17,6 +17,7 @@ from model import LOSSES, METRICS
 from trainer.config.class_weights import validate_weight
 from trainer.config.config_checks import check_tuple_args
 from trainer.config.loader_options import LOADER_OPTIONS, loader_options
+from trainer.config.option_checks import resolve_ref
 from trainer.config.schedulers import validate_scheduler
 from utils.errors import ConfigError
 from utils.registry import TRUSTED, Trust
@@ -32,6 +33,8 @@ from utils.schema import (
 )
 
 INT64 = 2**63  # seeds and sizes go into torch's int64
+GROUP_OPTIONS = ("param_groups", "no_decay")  # the optimizer section's keys besides type, args
+PARAM_GROUPS = "utils.param_groups"  # their checks and groups: loaded when a config sets them
 
 
 def has_validation(config: dict, trust: Trust = TRUSTED) -> bool:
@@ -68,13 +71,23 @@ def validate_data_loader(config: dict, trust: Trust) -> None:
                    f"data_loader.args.{split}", "a fraction in [0, 1) or a sample count", v)
 
 
+def uses_param_groups(optimizer_section: dict) -> bool:
+    """Whether the optimizer section sets parameter groups (only then is utils/param_groups.py
+    loaded: a plain run does without it, tests/test_imports.py)."""
+    return any(optimizer_section.get(key) is not None for key in GROUP_OPTIONS)
+
+
 def validate_optimization(config: dict, resolved: dict, trust: Trust) -> None:
     """optimizer, lr_scheduler and loss."""
-    otype, oargs = section(config, "optimizer")
+    otype, oargs = section(config, "optimizer", GROUP_OPTIONS)
     optimizer = torch_class(torch.optim, otype, torch.optim.Optimizer, "optimizer.type",
                             "optimizer", trust)
     check_args(optimizer, oargs, "optimizer.args", skip=1)
     check_tuple_args(optimizer, oargs, "optimizer.args")
+    if uses_param_groups(config["optimizer"]):
+        resolve_ref(f"{PARAM_GROUPS}.validate_param_groups")(config["optimizer"], optimizer)
+    for i, group in enumerate(config["optimizer"].get("param_groups") or []):
+        check_tuple_args(optimizer, group, f"optimizer.param_groups[{i}]")
     if config.get("lr_scheduler") is not None:
         validate_scheduler(config["lr_scheduler"], trust)
     else:

@@ -26,6 +26,7 @@ from data_loader import DATA_LOADERS
 from model import LOSSES, METRICS, MODELS
 from trainer.callbacks.registry import CALLBACKS
 from trainer.config.option_checks import resolve_ref
+from trainer.config.pretrained import SCHEMA as PRETRAINED
 from trainer.config.schedulers import AUTO, AUTO_ARGS, NESTED, SCHEDULER_BASES
 from utils.options import (
     ABSENT,
@@ -38,6 +39,7 @@ from utils.options import (
     TRAINER,
     Option,
 )
+from utils.param_groups import SCHEMA as GROUPS
 from utils.schema import INJECTED_LOADER_ARGS, config_params, torch_classes, value_kind
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -217,13 +219,14 @@ def build_schema() -> dict:
         "_base_": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                    "description": "config files merged under this one (paths relative to it)"},
         **{key: option_schema(o) for key, o in TOP_LEVEL.items() if not o.section},
-        "arch": component("arch", "model", _registry_items(MODELS), defs),
+        "arch": component("arch", "model", _registry_items(MODELS), defs,
+                          extra={"pretrained": PRETRAINED}),
         "data_loader": component("data_loader", "data loader", _registry_items(
             DATA_LOADERS, injected=INJECTED_LOADER_ARGS,
             extra=table_schema(DATA_LOADER)["properties"]), defs),
         "optimizer": component("optimizer", "torch.optim optimizer", {
             name: _described(cls, name, args_schema(cls, name, skip=1))
-            for name, cls in optimizers.items()}, defs),
+            for name, cls in optimizers.items()}, defs, extra=GROUPS),
         "loss": _named_or_component(loss),
         "metrics": {"type": ["array", "null"], "items": _named_or_component(metric),
                     "default": [], "description": "metrics logged per epoch (names or "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,15 @@ from model import LOSSES, METRICS, MODELS
 from trainer.callbacks.registry import validate_callbacks
 from trainer.config.class_weights import criterion_args, resolved_loss
 from trainer.config.component_checks import (
+    PARAM_GROUPS,
+    uses_param_groups,
     validate_data_loader,
     validate_metrics,
     validate_optimization,
 )
 from trainer.config.config_checks import build_sized_model
 from trainer.config.loader_options import LOADER_OPTIONS, apply_loader_options, loader_options
-from trainer.config.option_checks import resolve_options
+from trainer.config.option_checks import resolve_options, resolve_ref
 from trainer.config.schedulers import build_scheduler, resolved_section
 from utils.checkpoint import load_checkpoint, seed_everything
 from utils.checkpoint_arg import resolve_checkpoint_arg
@@ -48,6 +50,8 @@ from utils.options import TOP_LEVEL, TRAINER, check_value, value_of
 from utils.registry import TRUSTED, Trust, UntrustedType
 from utils.run_config import edited_config_json
 from utils.schema import check_args, component_spec, section, torch_class
+
+PRETRAINED = "trainer.config.pretrained"  # arch.pretrained: loaded when a config sets it
 
 # ---------------------------------------------------------------- validation
 
@@ -69,8 +73,11 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     check_config_limits(config)  # before anything recursive (deepcopy) touches it
     resolved = copy.deepcopy(config)
     warnings = _validate_top_level(config, resolved)
-    mtype, margs = section(config, "arch")
+    mtype, margs = section(config, "arch", ("pretrained",))
     check_args(MODELS.get(mtype, "arch.type", trust), margs, "arch.args")
+    if "pretrained" in config["arch"]:
+        resolved["arch"]["pretrained"] = resolve_ref(f"{PRETRAINED}.validate_pretrained")(
+            config["arch"]["pretrained"])
     validate_data_loader(config, trust)
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
@@ -105,6 +112,7 @@ class Components:
     metrics: dict
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
+    notes: list[str] = field(default_factory=list)  # for info.log: what arch.pretrained loaded
 
 
 class ConfigParser:
@@ -278,9 +286,15 @@ class ConfigParser:
         return metrics
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
+        """`params`: a list of parameters, or the model (its parameters that train, in the
+        groups of optimizer.param_groups and no_decay: utils/param_groups.py)."""
         sec = self.config["optimizer"]
         cls = torch_class(torch.optim, sec["type"], torch.optim.Optimizer, "optimizer.type",
                           "optimizer", self.trust)
+        if isinstance(params, torch.nn.Module):
+            model, params = params, [p for p in params.parameters() if p.requires_grad]
+            if uses_param_groups(sec):
+                params = resolve_ref(f"{PARAM_GROUPS}.build_param_groups")(model, sec)
         return _build("optimizer.args", cls, params, **_args_of(sec))
 
     def build_scheduler(self, optimizer):
@@ -305,11 +319,15 @@ class ConfigParser:
             stats = data_loader.feature_stats()
             if stats is not None and hasattr(model, "set_standardization"):  # a BaseModel
                 _build("arch.args", model.set_standardization, *stats)
+            notes, pretrained = [], self.config["arch"].get("pretrained")
+            if pretrained and self.checkpoint is None:  # a new run (-r: the checkpoint's)
+                notes = resolve_ref(f"{PRETRAINED}.load_pretrained")(
+                    model, pretrained, self.config["arch"]["type"])
             criterion = self.build_criterion()
             metrics = self.build_metrics()
-            optimizer = self.build_optimizer([p for p in model.parameters() if p.requires_grad])
+            optimizer = self.build_optimizer(model)
             lr_scheduler = self.build_scheduler(optimizer)
         except ConfigError as e:
             raise ConfigError(f"{self.source}: {e}") from None
         return Components(data_loader, valid_data_loader, model, criterion, metrics, optimizer,
-                          lr_scheduler)
+                          lr_scheduler, notes)

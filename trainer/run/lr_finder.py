@@ -75,7 +75,7 @@ def sweep(config: ConfigParser) -> tuple[list[float], list[float]]:
     check_amp(amp, device)
     parts = config.build_all()
     model = copy.deepcopy(parts.model).to(device)  # the built model and optimizer stay as built
-    optimizer = config.build_optimizer([p for p in model.parameters() if p.requires_grad])
+    optimizer = config.build_optimizer(model)
     criterion = criterion_to(parts.criterion, device)
     model.train()
     lrs, losses, best = [], [], math.inf

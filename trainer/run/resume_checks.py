@@ -101,3 +101,19 @@ def check_weights_fit(config: ConfigParser, model: torch.nn.Module) -> None:
             if unexpected else "") if part)
         raise ConfigError(f"{config.resume}: the checkpoint's weights do not fit the model "
                           f"of this config: {what}{hint}")
+
+
+def check_groups_fit(config: ConfigParser, optimizer: torch.optim.Optimizer) -> None:
+    """ConfigError when an exact resume's optimizer state does not fit the parameter groups
+    its config builds (an override of optimizer.param_groups or no_decay changed them)."""
+    if config.checkpoint is None or config.finetune or \
+            config.checkpoint["config"]["optimizer"]["type"] != config["optimizer"]["type"]:
+        return
+    state = config.checkpoint["optimizer_state_dict"]
+    stored = [len(g["params"]) for g in state["param_groups"]]
+    built = [len(g["params"]) for g in optimizer.param_groups]
+    if stored != built:
+        raise ConfigError(f"{config.resume}: the checkpoint's optimizer state does not fit the "
+                          f"parameter groups of this config: {stored} parameters per group in "
+                          f"the checkpoint, {built} here (optimizer.param_groups, no_decay); "
+                          f"to change them, fine-tune with -c CONFIG -r {config.resume}")

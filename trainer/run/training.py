@@ -21,7 +21,7 @@ from trainer.loop.trainer import Trainer, check_amp
 from trainer.run.auto_resume import apply_auto_resume
 from trainer.run.batch_trial import trial_batch
 from trainer.run.compiling import check_compile, compile_model
-from trainer.run.resume_checks import check_resume, check_weights_fit
+from trainer.run.resume_checks import check_groups_fit, check_resume, check_weights_fit
 from trainer.run.run_folder import RunFolder, create_run_folder, repair_own_best
 from trainer.run.summary import summarize_on_loader
 from utils import dist
@@ -59,6 +59,7 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
         return 0
     check_resume(config, parts.data_loader)
     check_weights_fit(config, parts.model)
+    check_groups_fit(config, parts.optimizer)
     if dist.is_main():
         repair_own_best(config)
     if nothing_to_train(config):
@@ -78,6 +79,8 @@ def train(config: ConfigParser, dry_run: bool = False, run_file: Path | None = N
     run = open_run_folder(config, run_file)
     if decision is not None:
         logger.info(decision)
+    for note in parts.notes:  # the console had them while the model was built
+        logger.info(note, extra=FILE_ONLY)
     note_kept_outputs(parts.metrics)
     logger.debug(str(parts.model), extra=FILE_ONLY)
     logger.debug(str(summary))
