@@ -22,7 +22,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from base.base_callback import BuiltinCallback
-from trainer.callbacks.swa import SWA
+from trainer.callbacks.swa import SWA, AveragedWeights
 from utils.errors import ConfigError
 from utils.options import TRAINER, value_of
 from utils.schema import expect, is_int, is_number, option_mapping
@@ -53,7 +53,7 @@ def validate_ema(value: Any) -> dict | None:
     return resolved
 
 
-class EMA(BuiltinCallback):
+class EMA(AveragedWeights):
     """The moving average of a model's weights and buffers, updated after optimizer steps."""
 
     option = "trainer.ema"
@@ -84,14 +84,6 @@ class EMA(BuiltinCallback):
 
     def on_step_end(self, trainer: Any, step: int, loss: torch.Tensor) -> None:
         self.after_step(trainer.plain_model)
-
-    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
-        checkpoint.update(self.state())
-
-    def restore(self, trainer: Any, checkpoint: dict) -> None:
-        if not self.load(checkpoint):
-            trainer.logger.warning(f"warning: the checkpoint holds no {self.prefix} weights; "
-                                   f"the {self.prefix} average starts afresh")
 
     def state(self) -> dict:
         """Checkpoint entries: `ema_state_dict` (loads into the plain model class) and

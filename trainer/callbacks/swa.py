@@ -70,7 +70,28 @@ class _Inputs(torch.nn.Module):
         return self.module(*inputs)
 
 
-class SWA(BuiltinCallback):
+class AveragedWeights(BuiltinCallback):
+    """What SWA and EMA (averaging.py) share: the average goes into every checkpoint under
+    its own keys (`<prefix>_state_dict`, ...) and comes back on an exact resume."""
+
+    prefix = ""
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def load(self, ckpt: dict) -> bool:
+        raise NotImplementedError
+
+    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
+        checkpoint.update(self.state())
+
+    def restore(self, trainer: Any, checkpoint: dict) -> None:
+        if not self.load(checkpoint):
+            trainer.logger.warning(f"warning: the checkpoint holds no {self.prefix} weights; "
+                                   f"the {self.prefix} average starts afresh")
+
+
+class SWA(AveragedWeights):
     """The equal-weight average of the weights at the end of epochs start_epoch.., and its lr."""
 
     option = "trainer.swa"
@@ -109,14 +130,6 @@ class SWA(BuiltinCallback):
             trainer.lr_scheduler_paused = True
         if trainer.final_epoch:  # before the last checkpoint is written
             self.finish(trainer.data_loader, trainer.device, epoch)
-
-    def on_checkpoint(self, trainer: Any, checkpoint: dict) -> None:
-        checkpoint.update(self.state())
-
-    def restore(self, trainer: Any, checkpoint: dict) -> None:
-        if not self.load(checkpoint):
-            trainer.logger.warning(f"warning: the checkpoint holds no {self.prefix} weights; "
-                                   f"the {self.prefix} average starts afresh")
 
     def after_epoch(self, epoch: int, model: torch.nn.Module) -> bool:
         """From start_epoch on: average the weights, step SWALR; True when it set the lr."""
