@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,12 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from base.base_data_loader import batches_on  # noqa: E402
+from benchmarks.plain_loop import EpochRunner, alternating_seconds  # noqa: E402
 from logger.logger import setup_logging  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
 from trainer.loop.trainer import Trainer  # noqa: E402
 from trainer.run.run_folder import create_run_folder  # noqa: E402
-from trainer.run.training import batches_on  # noqa: E402
 
 CONFIG = REPO / "config/images_cnn.yaml"
 WARMUP_EPOCHS = 1
@@ -99,7 +99,7 @@ class Files(torch.utils.data.Dataset):
         return x, label
 
 
-class PlainRunner:
+class PlainRunner(EpochRunner):
     """The loop a user would write by hand over the same files and splits."""
 
     def __init__(self, config, parts, workers: int):
@@ -145,16 +145,6 @@ class PlainRunner:
         if self.scheduler is not None:
             self.scheduler.step()
 
-    def run(self, epochs: int) -> None:
-        for _ in range(epochs):
-            self.epoch()
-
-
-def timed(runner, epochs: int) -> float:
-    start = time.perf_counter()
-    runner.run(epochs)
-    return (time.perf_counter() - start) / epochs
-
 
 def time_worker(args) -> dict:
     total = WARMUP_EPOCHS + args.reps * args.epochs
@@ -164,11 +154,8 @@ def time_worker(args) -> dict:
     n_train = len(trainer.trainer.data_loader.indices)
     trainer.run(WARMUP_EPOCHS)
     plain.run(WARMUP_EPOCHS)
-    rates: dict[str, list[float]] = {"plain": [], "trainer": []}
-    for rep in range(args.reps):
-        order = (("plain", plain), ("trainer", trainer))
-        for name, runner in order if rep % 2 == 0 else order[::-1]:
-            rates[name].append(n_train / timed(runner, args.epochs))
+    seconds = alternating_seconds(trainer, plain, args.reps, args.epochs)
+    rates = {name: [n_train / t for t in times] for name, times in seconds.items()}
     return {"rates": rates, "train_images": n_train,
             "valid_images": len(trainer.trainer.valid_data_loader.indices)}
 

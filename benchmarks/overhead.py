@@ -40,7 +40,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.plain_loop import plain_train_epoch  # noqa: E402
+from benchmarks.plain_loop import EpochRunner, alternating_seconds, plain_train_epoch  # noqa: E402
 from logger.logger import setup_logging  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
 from trainer.loop.trainer import Trainer  # noqa: E402
@@ -99,7 +99,7 @@ class TrainerRunner:
         return statistics.median(times)
 
 
-class PlainRunner:
+class PlainRunner(EpochRunner):
     """The loop a user would write by hand: randperm indexing, same train + validation work."""
 
     def __init__(self, config, parts):
@@ -125,16 +125,6 @@ class PlainRunner:
             self.scheduler.step()
         return loss, accuracy, vloss.item() / len(xv), vcorrect.item() / len(xv)
 
-    def run(self, epochs: int) -> None:
-        for _ in range(epochs):
-            self.epoch()
-
-
-def timed(runner, epochs: int) -> float:
-    start = time.perf_counter()
-    runner.run(epochs)
-    return (time.perf_counter() - start) / epochs
-
 
 def time_worker(args) -> dict:
     total = WARMUP_EPOCHS + args.reps * args.epochs
@@ -142,11 +132,7 @@ def time_worker(args) -> dict:
     plain = PlainRunner(*build(args, total))
     trainer.run(WARMUP_EPOCHS)
     plain.run(WARMUP_EPOCHS)
-    times: dict[str, list[float]] = {"trainer": [], "plain": []}
-    for rep in range(args.reps):
-        order = (("plain", plain), ("trainer", trainer))
-        for name, runner in order if rep % 2 == 0 else order[::-1]:
-            times[name].append(timed(runner, args.epochs))
+    times = alternating_seconds(trainer, plain, args.reps, args.epochs)
     return {"times": times, "save": trainer.save_seconds(),
             "batches": len(trainer.trainer.data_loader)}
 

@@ -4,6 +4,8 @@ the device and read once."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 
@@ -25,3 +27,27 @@ def plain_train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         loss_sum += loss.detach() * len(yb)
         correct += (out.argmax(1) == yb).sum()
     return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+class EpochRunner:
+    """A hand-written loop's runner: `epoch()` trains and validates once; `run(n)` n times."""
+
+    def epoch(self) -> object:
+        raise NotImplementedError
+
+    def run(self, epochs: int) -> None:
+        for _ in range(epochs):
+            self.epoch()
+
+
+def alternating_seconds(trainer, plain, reps: int, epochs: int) -> dict[str, list[float]]:
+    """Seconds per epoch of `reps` blocks of `epochs` epochs each, the two runners taking turns
+    (which goes first alternates), so drift and noise fall on both alike."""
+    times: dict[str, list[float]] = {"plain": [], "trainer": []}
+    for rep in range(reps):
+        order = (("plain", plain), ("trainer", trainer))
+        for name, runner in order if rep % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            runner.run(epochs)
+            times[name].append((time.perf_counter() - start) / epochs)
+    return times
