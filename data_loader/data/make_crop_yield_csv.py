@@ -40,13 +40,17 @@ def make_rows(n: int = ROWS, seed: int = SEED) -> list[list[str]]:
     return [[f"{v:.{d}f}" for v, d in zip(row, decimals)] for row in table]
 
 
-def main() -> None:
-    out = Path(__file__).resolve().parent / "crop_yield.csv"
+def write_table(out: Path, columns: list[str], rows: list[list[str]]) -> None:
+    """The CSV file `out`: a header, then the rows (also used by make_species_csv.py)."""
     with open(out, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(make_rows())
+        writer.writerow(columns)
+        writer.writerows(rows)
     print(f"wrote {out}")
+
+
+def main() -> None:
+    write_table(Path(__file__).resolve().parent / "crop_yield.csv", COLUMNS, make_rows())
 
 
 if __name__ == "__main__":
