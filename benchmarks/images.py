@@ -34,12 +34,9 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from base.base_data_loader import batches_on  # noqa: E402
+from benchmarks.overhead import TrainerRunner  # noqa: E402
 from benchmarks.plain_loop import EpochRunner, alternating_seconds  # noqa: E402
-from logger.logger import setup_logging  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
-from trainer.loop.trainer import Trainer  # noqa: E402
-from trainer.run.run_folder import create_run_folder  # noqa: E402
 
 CONFIG = REPO / "config/images_cnn.yaml"
 WARMUP_EPOCHS = 1
@@ -55,26 +52,6 @@ def build(args, workers: int, epochs: int):
         "trainer.early_stop=0", "trainer.tensorboard=false"])
     config = ConfigParser.from_args(ns)
     return config, config.build_all()
-
-
-class TrainerRunner:
-    """The project's Trainer (batches finished on its device, as train.py does); `run(n)`
-    trains the next n epochs."""
-
-    def __init__(self, config, parts):
-        setup_logging(0)
-        device = torch.device("cpu")
-        batches_on(device, parts.data_loader, parts.valid_data_loader)
-        self.trainer = Trainer(parts.model, parts.criterion, parts.metrics, parts.optimizer,
-                               config, device, parts.data_loader, parts.valid_data_loader,
-                               parts.lr_scheduler, run_folder=create_run_folder(config))
-        self.done = 0
-
-    def run(self, epochs: int) -> None:
-        t = self.trainer
-        t.start_epoch, t.epochs = self.done + 1, self.done + epochs
-        t.train()
-        self.done += epochs
 
 
 class Files(torch.utils.data.Dataset):

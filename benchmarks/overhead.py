@@ -40,6 +40,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from base.base_data_loader import batches_on  # noqa: E402
 from benchmarks.plain_loop import EpochRunner, alternating_seconds, plain_train_epoch  # noqa: E402
 from logger.logger import setup_logging  # noqa: E402
 from trainer.config.parse_config import ConfigParser  # noqa: E402
@@ -73,14 +74,16 @@ def build(args, epochs: int):
 
 
 class TrainerRunner:
-    """The project's Trainer; `run(n)` trains the next n epochs."""
+    """The project's Trainer (batches finished on its device, as train.py does); `run(n)`
+    trains the next n epochs."""
 
     def __init__(self, config, parts):
         setup_logging(0)
+        device = torch.device("cpu")
+        batches_on(device, parts.data_loader, parts.valid_data_loader)
         self.trainer = Trainer(parts.model, parts.criterion, parts.metrics, parts.optimizer,
-                               config, torch.device("cpu"), parts.data_loader,
-                               parts.valid_data_loader, parts.lr_scheduler,
-                               run_folder=create_run_folder(config))
+                               config, device, parts.data_loader, parts.valid_data_loader,
+                               parts.lr_scheduler, run_folder=create_run_folder(config))
         self.done = 0
 
     def run(self, epochs: int) -> None:
