@@ -12,13 +12,8 @@ import sklearn.datasets
 import torch
 
 from base import BaseDataLoader
-from data_loader.csv_file import CsvDataLoader
 from data_loader.datasets import TensorDataset
-from data_loader.sequence_task import SequenceDataLoader
 from utils.errors import ArgError, RunError, unknown_name
-
-# defined beside what they read (no scikit-learn there), still importable from here
-__all__ = ["CsvDataLoader", "DigitsDataLoader", "SequenceDataLoader", "SklearnDataLoader"]
 
 
 class DigitsDataLoader(BaseDataLoader):

@@ -83,7 +83,7 @@ def test_errors_are_exceptions_with_the_cli_message(run_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"^config: trainer\.epohcs: unknown key; did you mean "
                                           r"'epochs'\?"):
         api.train(config)
-    with pytest.raises(ConfigError, match=r"add -m to sweep them"):
+    with pytest.raises(ConfigError, match=r"add -m \(--multirun\) to sweep them"):
         api.train(REPO / "config/digits_mlp.json", ["trainer.epochs=1,2"])
     with pytest.raises(ConfigError, match=r"config file not found"):
         api.train(tmp_path / "nope.yaml")

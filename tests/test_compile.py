@@ -4,10 +4,10 @@ torch.compile's graph capture and AOT autograd like inductor does, without a C++
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
+import yaml
 from conftest import (
     REPO,
     assert_same_weights,
@@ -89,7 +89,8 @@ def test_a_backend_that_cannot_work_here_is_a_one_line_error(tmp_path):
 ])
 def test_invalid_compile_values_are_config_errors(value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(DIGITS, [f"trainer.compile={json.dumps(value)}"])
+        flow = yaml.safe_dump(value, default_flow_style=True).strip()  # Hydra's {k: v} spelling
+        load_config(DIGITS, [f"trainer.compile={flow}"])
 
 
 def test_compile_values_resolve():

@@ -27,7 +27,8 @@ def mean_confidence(output, target):
 
 # the hand computation, run in the copy: the checkpoint's model on the validation split
 BY_HAND = '''
-import json, sys
+import json, os, sys
+sys.path.insert(0, os.getcwd())  # the copy of the checkout
 import torch
 from trainer.config.parse_config import ConfigParser
 ckpt_path = sys.argv[1]

@@ -33,7 +33,7 @@ def batches(loader, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_memory_mapped_loader_gives_the_in_memory_loaders_batches(npy, num_workers):
-    from data_loader.data_loaders import CsvDataLoader
+    from data_loader.csv_file import CsvDataLoader
     from data_loader.numpy_file import NumpyDataLoader
 
     common = dict(batch_size=32, shuffle=True, validation_split=0.1, test_split=0.2, seed=7)

@@ -395,7 +395,7 @@ def write(path, text):
 
 
 def test_csv_loader_reads_features_and_targets(tmp_path):
-    from data_loader.data_loaders import CsvDataLoader
+    from data_loader.csv_file import CsvDataLoader
 
     f = write(tmp_path / "t.csv", "a,b,label,c\n1,2,cat,3\n4,5,dog,6\n\n7,8,cat,9\n")
     dl = CsvDataLoader(f, target="label", task="classification", features=["c", "a"],
@@ -423,7 +423,7 @@ def test_csv_loader_reads_features_and_targets(tmp_path):
 ])
 def test_csv_problems_are_config_errors(tmp_path, text, args, message):
     """The loader says what is wrong (ValueError); building it from a config names the key."""
-    from data_loader.data_loaders import CsvDataLoader
+    from data_loader.csv_file import CsvDataLoader
     from trainer.config.parse_config import ConfigParser
 
     path = write(tmp_path / "bad.csv", text)
@@ -453,8 +453,8 @@ def test_csv_errors_exit_2_with_one_line(tmp_path, override, expected):
 
 
 def test_sequence_data_is_seeded_padded_per_batch_and_varied():
-    from data_loader.data_loaders import SequenceDataLoader
     from data_loader.datasets import pad_collate
+    from data_loader.sequence_task import SequenceDataLoader
 
     a = SequenceDataLoader(n_samples=300, min_len=3, max_len=50, batch_size=16, seed=1)
     b = SequenceDataLoader(n_samples=300, min_len=3, max_len=50, batch_size=16, seed=2)

@@ -43,8 +43,8 @@ def warmup_cosine(t: int, base: float, start: float, warmup: int, t_max: int,
     return eta_min + (base - eta_min) * (1 + math.cos(math.pi * (t - warmup) / t_max)) / 2
 
 
-WARMUP_COSINE = [
-    "lr_scheduler={type: SequentialLR, interval: step, args: {schedulers: ["
+WARMUP_COSINE = [  # ~ first: a mapping value merges into the file's StepLR, as in Hydra
+    "~lr_scheduler", "+lr_scheduler={type: SequentialLR, interval: step, args: {schedulers: ["
     "{type: LinearLR, args: {start_factor: 0.1, total_iters: 5}}, "
     "{type: CosineAnnealingLR, args: {T_max: auto, eta_min: 0.001}}], milestones: [5]}}",
     "optimizer.args.lr=0.05"]
@@ -83,8 +83,8 @@ def test_onecycle_total_steps_auto_runs_to_its_last_step(save_dir, accumulate):
     epochs, bs, max_lr = 2, 256, 0.05
     r = train("-c", DIGITS, *SMALL, f"trainer.epochs={epochs}", f"trainer.accumulate_steps="
               f"{accumulate}", f"data_loader.args.batch_size={bs}", "trainer.tensorboard=true",
-              "lr_scheduler={type: OneCycleLR, interval: step, args: {max_lr: 0.05, "
-              "total_steps: auto}}", save_dir=save_dir)
+              "~lr_scheduler", "+lr_scheduler={type: OneCycleLR, interval: step, "
+              "args: {max_lr: 0.05, total_steps: auto}}", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
     assert "Tried to step" not in r.stderr
     run = only_run(save_dir, "digits_mlp")
@@ -102,7 +102,7 @@ def test_onecycle_total_steps_auto_runs_to_its_last_step(save_dir, accumulate):
 @pytest.mark.slow
 def test_chained_scheduler_and_epoch_interval_auto(save_dir):
     r = train("-c", DIGITS, *SMALL, "trainer.epochs=4",
-              "lr_scheduler={type: ChainedScheduler, args: {schedulers: ["
+              "~lr_scheduler", "+lr_scheduler={type: ChainedScheduler, args: {schedulers: ["
               "{type: CosineAnnealingLR, args: {T_max: auto}}, "
               "{type: ExponentialLR, args: {gamma: 0.5}}]}}", save_dir=save_dir)
     assert r.returncode == 0, r.stderr
@@ -188,14 +188,14 @@ def test_interrupt_mid_accumulation_window_resumes_exactly(tmp_path, workers):
 # --------------------------------------------------------------- config errors
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override, key", [
-    ("+lr_scheduler.interval=hourly", "lr_scheduler.interval"),
-    ("lr_scheduler.args.step_size=auto", "lr_scheduler.args.step_size"),
-    ("lr_scheduler={type: SequentialLR, args: {schedulers: [{type: LinearLR}, "
-     "{type: StepLR, args: {step_size: 2}}], milestones: []}}", "lr_scheduler.args.milestones"),
+@pytest.mark.parametrize("overrides, key", [
+    (["+lr_scheduler.interval=hourly"], "lr_scheduler.interval"),
+    (["lr_scheduler.args.step_size=auto"], "lr_scheduler.args.step_size"),
+    (["~lr_scheduler", "+lr_scheduler={type: SequentialLR, args: {schedulers: [{type: LinearLR}, "
+      "{type: StepLR, args: {step_size: 2}}], milestones: []}}"], "lr_scheduler.args.milestones"),
 ])
-def test_bad_scheduler_settings_are_one_line_errors(save_dir, override, key):
-    r = train("-c", DIGITS, override, save_dir=save_dir)
+def test_bad_scheduler_settings_are_one_line_errors(save_dir, overrides, key):
+    r = train("-c", DIGITS, *overrides, save_dir=save_dir)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{key}:" in lines[0], lines

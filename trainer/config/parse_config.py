@@ -82,7 +82,7 @@ def validate_config(config: dict, trust: Trust = TRUSTED) -> tuple[dict, list[st
     validate_optimization(config, resolved, trust)
     resolved["metrics"] = validate_metrics(config, trust)
     resolved["trainer"] = resolve_options(TRAINER, config["trainer"], "trainer", config, trust)
-    resolved["callbacks"] = validate_callbacks(resolved["callbacks"], trust)
+    resolved["callbacks"] = validate_callbacks(config.get("callbacks"), trust)  # None: []
     return resolved, warnings
 
 
