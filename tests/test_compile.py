@@ -89,7 +89,8 @@ def test_a_backend_that_cannot_work_here_is_a_one_line_error(tmp_path):
 ])
 def test_invalid_compile_values_are_config_errors(value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        flow = yaml.safe_dump(value, default_flow_style=True).strip()  # Hydra's {k: v} spelling
+        # Hydra's spelling of a mapping: {k: v}
+        flow = yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
         load_config(DIGITS, [f"trainer.compile={flow}"])
 
 

@@ -6,6 +6,7 @@ stand-in of projects written without sweep/."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import subprocess
@@ -41,14 +42,22 @@ def test_a_subprocess_records_the_checkout_files_it_imported(tmp_path):
     assert "train.py" in recorded  # the script itself (its __main__ module)
 
 
-def test_crop_yield_csv_is_remade_byte_for_byte():
-    from data_loader.data import make_crop_yield_csv as maker
-
+@pytest.mark.parametrize("name", ["crop_yield", "species"])
+def test_shipped_csv_is_remade_byte_for_byte(monkeypatch, name):
+    """make_<name>_csv.py (a script: its folder is on sys.path) makes the committed file."""
+    monkeypatch.syspath_prepend(str(REPO / "data_loader/data"))
+    maker = importlib.import_module(f"make_{name}_csv")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(maker.COLUMNS)
     writer.writerows(maker.make_rows())
-    assert out.getvalue() == (REPO / "data_loader/data/crop_yield.csv").read_text()
+    assert out.getvalue() == (REPO / f"data_loader/data/{name}.csv").read_text()
+
+
+def test_images_benchmark_builds_its_arguments():
+    from benchmarks import images
+
+    assert images.CONFIG.is_file() and images.TrainerRunner is not None
 
 
 def test_class_weights_benchmark_keeps_only_some_of_class_0(tmp_path):
