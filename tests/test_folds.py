@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,6 +179,10 @@ def test_kill_9_during_a_fold_then_rerun_resumes_it_and_matches_unbroken(unbroke
     # on the SIGTERM it gets when its sweep dies (Linux), before the SIGKILL reached it
     assert " -c " in first and f" -r {killed_run}/checkpoint-" in again
     assert len(launches(folder, 2)) == 1
+    # the resumed fold prints the epochs it trains, not again those of its first start
+    shown = [int(e) for e in re.findall(rf"^\[trial 1\] epoch (\d+)/{EPOCHS} ", result.stdout,
+                                        re.M)]
+    assert shown and shown[-1] == EPOCHS and min(shown) > 3 and len(shown) == len(set(shown))
 
     def summary(f: Path) -> list[dict]:
         rows = sorted(read_csv(f / "summary.csv"), key=lambda r: int(r["trial"]))
