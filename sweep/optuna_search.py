@@ -27,6 +27,7 @@ from sweep.plan import make_trial
 from sweep.queue import TrialQueue, storage_label, wait_for_writer
 from sweep.records import (
     add_best,
+    for_console,
     prepare_folder,
     read_metrics,
     save_record,
@@ -239,7 +240,7 @@ class OptunaSweep:
               f"folder {sweep.folder}", flush=True)
         self.launcher.run_workers(self.work, list(range(self.launcher.jobs)))
         rows = self.rows()
-        print(write_summary(sweep, rows), flush=True)
+        print(for_console(write_summary(sweep, rows)), flush=True)
         return self.launcher.final_exit_code(self.failures, len(rows))
 
 

@@ -18,6 +18,7 @@ from sweep.launcher import Launcher, say
 from sweep.queue import TrialQueue, storage_label, wait_for_writer
 from sweep.records import (
     add_best,
+    for_console,
     is_done,
     load_records,
     prepare_folder,
@@ -80,7 +81,7 @@ class QueuedPlan:
             f"queue {storage_label(sweep)} ({new} enqueued now); folder {folder}")
         launcher.run_workers(self.work, list(range(launcher.jobs)))
         rows = summary_rows(sweep, self.queue)
-        print(write_summary(sweep, rows), flush=True)
+        print(for_console(write_summary(sweep, rows)), flush=True)
         return launcher.final_exit_code(sum(r["status"] == "failed" for r in rows), len(rows))
 
     def work(self, _worker: int) -> None:

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
 from utils.checkpoint_arg import newest_checkpoint
 from utils.csv_table import write_csv
 from utils.files import read_json, write_json, write_output
+
+CONSOLE_WIDTH = 100  # the widest line of a summary printed on the terminal
 
 # ---------------------------------------------------------------- records
 
@@ -233,8 +236,8 @@ def groups_markdown(sweep: Sweep, header: list[str], table: list, labels: list[s
     write_table(g_header, g_table, sweep.folder / "groups.csv")
     keys = g_header[1:g_header.index("n")]
     over = ", ".join(replicate_labels(labels))
-    lines = ["", f"## Mean ± std over {over} (finished trials; sample std, ddof=1), "
-             f"ranked by mean {sweep.metric_name}", "",
+    lines = ["", f"## Mean ± std over {over}, ranked by mean {sweep.metric_name}", "",
+             "(finished trials; sample std, ddof=1)", "",
              "| " + " | ".join(["rank", *keys, "n", *cols]) + " |",
              "|" + "---|" * (len(keys) + 2 + len(cols))]
     for row in g_table:
@@ -280,3 +283,45 @@ def best_lines(sweep: Sweep, best: dict) -> list[str]:
             f"{sweep.metric_name} {fmt(best['best'])}{epoch}",
             f"- config: {Path(best['run_dir']) / 'config.json' if best.get('run_dir') else ''}",
             f"- checkpoint: {ckpt or ''}"]
+
+
+def for_console(markdown: str, width: int = CONSOLE_WIDTH) -> str:
+    """The summary as the terminal shows it: a table wider than `width` becomes one item per
+    row, `header value` pairs packed into lines of at most `width` characters (summary.md and
+    the CSV files keep the tables)."""
+    out, lines = [], markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        block = []
+        while i < len(lines) and lines[i].startswith("|"):
+            block.append(lines[i])
+            i += 1
+        if not block:
+            out.append(lines[i])
+            i += 1
+        elif max(map(len, block)) <= width or len(block) < 2:
+            out += block
+        else:
+            header = table_cells(block[0])
+            for row in block[2:]:
+                pairs = [f"{h} {v}" for h, v in zip(header, table_cells(row), strict=False) if v]
+                out += packed(pairs, width)
+    return "\n".join(out) + "\n"
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of a Markdown table line (`\\|` inside a cell kept)."""
+    cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def packed(items: list[str], width: int) -> list[str]:
+    """`items` joined by two spaces into lines of at most `width` (an item longer than that
+    alone on its line): '- ' before the first, '  ' before the others."""
+    lines, line = [], "-"
+    for item in items:
+        if line.strip() != "-" and len(line) + 2 + len(item) > width:
+            lines.append(line)
+            line = " "
+        line += (" " if line in ("-", " ") else "  ") + item
+    return [*lines, line]

@@ -14,6 +14,7 @@ from sweep.optuna_search import run_optuna
 from sweep.queue_plan import QueuedPlan
 from sweep.records import (
     add_best,
+    for_console,
     is_done,
     load_records,
     prepare_folder,
@@ -79,5 +80,5 @@ def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
         record = dict(records.get(trial.key) or {"status": "pending"})
         record.update(trial=trial.number, params=trial.params)
         rows.append(add_best(record, sweep))
-    print(write_summary(sweep, rows), flush=True)
+    print(for_console(write_summary(sweep, rows)), flush=True)
     return launcher.final_exit_code(sum(r["status"] == "failed" for r in rows), len(rows))

@@ -12,13 +12,53 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from logger.console import fmt as short
+from logger.console import shown_metrics
 from sweep.definition import Sweep, Trial, describe
 from sweep.launcher import Launcher, say
-from sweep.records import add_best, best_checkpoint, fmt, is_done, resume_point, trial_file
+from sweep.records import (
+    add_best,
+    best_checkpoint,
+    fmt,
+    is_done,
+    read_metrics,
+    resume_point,
+    trial_file,
+)
 from utils.files import read_json, write_json
 from utils.signals import EXIT_CODES, signal_name
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class EpochProgress:
+    """A poll for Launcher.run: a line for each epoch the trial's metrics.csv gains, as it comes
+    (`[trial 3] epoch 2/5  loss 0.53  val_loss 0.44`; whatever the trial's verbosity), then
+    `then(proc)` if given."""
+
+    def __init__(self, number: int, run_file: Path, epochs: object,
+                 then: Callable[[subprocess.Popen], None] | None = None,
+                 earlier_log_dir: str | None = None):
+        self.number, self.run_file, self.then = number, run_file, then
+        self.epochs = epochs if isinstance(epochs, int) else "?"
+        self.log_dir: str | None = None
+        self.seen = 0
+        # a resumed trial: the epochs of its earlier start were printed then
+        self.done = max((row.get("epoch", 0) for row in read_metrics(earlier_log_dir)), default=0)
+
+    def __call__(self, proc: subprocess.Popen) -> None:
+        if self.log_dir is None and self.run_file.is_file():
+            self.log_dir = (read_json(self.run_file) or {}).get("log_dir")
+        rows = read_metrics(self.log_dir)
+        for row in rows[self.seen:]:
+            if row.get("epoch", 0) <= self.done:
+                continue
+            shown = [f"{k} {short(row[k])}" for k in shown_metrics(row, None) if k in row][:3]
+            say(f"[trial {self.number}] epoch {int(row.get('epoch', 0))}/{self.epochs}  "
+                + "  ".join(shown))
+        self.seen = max(self.seen, len(rows))
+        if self.then is not None:
+            self.then(proc)
 
 
 def python(script: str) -> list[str]:
@@ -84,7 +124,9 @@ def train_trial(launcher: Launcher, sweep: Sweep, number: int, config: dict, rec
     cmd = python("train.py") + (["-r", str(resume), *trust_flag(sweep)] if resume
                                 else ["-c", str(config_path)])
     run_file.unlink(missing_ok=True)
-    rc = launcher.run(cmd, log, run_file, poll)
+    progress = EpochProgress(number, run_file, config["trainer"].get("epochs"), poll,
+                             record.get("log_dir") if resume else None)
+    rc = launcher.run(cmd, log, run_file, progress)
     if rc is None:
         return None
     record.update(read_json(run_file) or {}, test=None, error="")

@@ -73,3 +73,11 @@ def test_relative_links_point_to_files(page):
         if not (page.parent / target.split("#")[0]).exists():
             broken.append(target)
     assert not broken, f"{page.name}: broken links {broken}"
+
+
+def test_cpu_wheel_advice_comes_before_the_command_it_changes():
+    """Issue 26 item 16: a newcomer reads the CPU-build advice before pasting the install."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    advice = readme.index("--index-url https://download.pytorch.org/whl/cpu")
+    command = readme.index("\npip install torch==")
+    assert advice < command

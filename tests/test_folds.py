@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,6 +179,10 @@ def test_kill_9_during_a_fold_then_rerun_resumes_it_and_matches_unbroken(unbroke
     # on the SIGTERM it gets when its sweep dies (Linux), before the SIGKILL reached it
     assert " -c " in first and f" -r {killed_run}/checkpoint-" in again
     assert len(launches(folder, 2)) == 1
+    # the resumed fold prints the epochs it trains, not again those of its first start
+    shown = [int(e) for e in re.findall(rf"^\[trial 1\] epoch (\d+)/{EPOCHS} ", result.stdout,
+                                        re.M)]
+    assert shown and shown[-1] == EPOCHS and min(shown) > 3 and len(shown) == len(set(shown))
 
     def summary(f: Path) -> list[dict]:
         rows = sorted(read_csv(f / "summary.csv"), key=lambda r: int(r["trial"]))
@@ -218,6 +223,15 @@ def test_repeat_with_a_grid_groups_trials_by_everything_but_the_seed(tmp_path):
     means = [float(g["best_val_loss_mean"]) for g in groups]
     assert means == sorted(means)  # ranked by the mean (min val_loss)
     assert "## Mean ± std over seed" in (folder / "summary.md").read_text()
+    # issue 26 item 16: the printed summary stays under 100 characters a line (paths aside),
+    # every group's values on the terminal too; summary.md keeps the tables
+    summary = result.stdout[result.stdout.index("# Sweep wine_mlp"):]
+    assert all(len(line) <= 100 for line in summary.splitlines() if "/" not in line), summary
+    assert summary.count("- rank 1  optimizer.args.lr") == 1 and "best_val_loss_mean" not in summary
+    for g in groups:
+        mean = f"best_val_loss {float(g['best_val_loss_mean']):.6g} ± "
+        assert mean in summary
+    assert "[trial 3] epoch 2/2  loss " in result.stdout
     # test.py on a sweep folder is for folds and repeats only
     result = run_script("test.py", "-r", folder)
     assert result.returncode == 2 and "also varies optimizer.args.lr" in result.stderr

@@ -49,6 +49,8 @@ def test_find_lr_on_digits_suggests_writes_and_applies(tmp_path):
 
     applied = tmp_path / "digits_lr.yaml"
     assert f"wrote {applied.name}" in r.stdout
+    assert applied.read_text().splitlines()[0] == before.splitlines()[0]  # the schema line
+    assert before.startswith("# yaml-language-server: $schema=")
     new, old = read_config_file(applied), read_config_file(tmp_path / "digits.yaml")
     assert new["optimizer"]["args"]["lr"] == lr
     new["optimizer"]["args"]["lr"] = old["optimizer"]["args"]["lr"]
@@ -60,6 +62,7 @@ def test_apply_keeps_json_and_only_changes_the_lr(tmp_path):
     shutil.copy(REPO / "config/digits_mlp.json", source)
     out = apply_lr(source, 0.0123)
     assert out == tmp_path / "digits_lr.json"
+    assert out.read_text().splitlines()[1].strip() == '"$schema": "../docs/config.schema.json",'
     new, old = read_config_file(out), read_config_file(source)
     assert new["optimizer"]["args"] == {**old["optimizer"]["args"], "lr": 0.0123}
     assert {k: v for k, v in new.items() if k != "optimizer"} == \

@@ -1,14 +1,17 @@
-"""The README followed from the top, as a newcomer would: every command works when pasted.
+"""The README and the docs pages followed as a newcomer would: every command works when pasted.
 
-Every command line of README.md's ```bash blocks (and of the docs pages' ```bash blocks marked
-`<!-- runnable -->`, after the README's) runs exactly as printed, in order, in one bash session,
-in a fresh `git clone` of this checkout's HEAD (commit before running it), and must exit 0.
+Every command line of README.md's ```bash blocks, then of every ```bash block of docs/*.md
+(pages in name order), runs exactly as printed, in order, in one bash session, in a fresh
+`git clone` of this checkout's HEAD (commit before running it), and must exit 0. A docs
+page's command runs in a subshell, so a `cd` in it does not move the commands after it.
 
 What the test replaces, and only that: the lines that create or fill the environment
 (`python3 -m venv ...`, `pip install ...`) do not run; instead the clone's `.venv` is a symlink
 to the environment the tests run in (sys.prefix), so the README's own
 `source .venv/bin/activate` activates it (the session starts with that environment off PATH).
-SKIP names the commands too long for a test, each with the reason.
+What does not run: a docs block right after a line `<!-- not run: REASON -->`, REASON starting
+with one of NOT_RUN (it needs a GPU, SLURM, a server, or minutes of work), and the commands
+SKIP names, each with the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 import pytest
 from conftest import ENV, REPO
 
-MARKER = "<!-- runnable -->"
+NOT_RUN = re.compile(r"^<!-- not run: (needs a GPU|needs SLURM|needs a server|minutes of work)"
+                     r"\b.* -->$")
 INSTALL = re.compile(r"^(python3? -m venv|pip install)\b")
 SKIP = {
     "python -m pytest": "the whole suite, many minutes; CI runs it (bash .ci/run)",
@@ -37,13 +41,19 @@ def bare(command: str) -> str:
     return command.split(" #")[0].strip()
 
 
-def bash_blocks(page: Path, marked_only: bool) -> list[str]:
-    """The command lines of a page's ```bash blocks (only those after MARKER if marked_only),
-    in order; comment lines dropped, backslash continuations joined."""
+def bash_blocks(page: Path, skip_marked: bool) -> list[str]:
+    """The command lines of a page's ```bash blocks (with skip_marked, not those right after a
+    `<!-- not run: ... -->` line), in order; comment lines dropped, backslash continuations
+    joined."""
     commands, lines = [], page.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
-        if line.strip() != "```bash" or (marked_only and lines[i - 1].strip() != MARKER):
+        if line.strip() != "```bash":
             continue
+        before = lines[i - 1].strip()
+        if before.startswith("<!-- not run"):
+            assert NOT_RUN.match(before), f"{page.name}:{i}: a reason NOT_RUN does not know"
+            if skip_marked:
+                continue
         pending = ""
         for body in lines[i + 1:]:
             if body.strip() == "```":
@@ -60,9 +70,9 @@ def bash_blocks(page: Path, marked_only: bool) -> list[str]:
 
 
 def page_commands() -> list[tuple[str, str]]:
-    found = [("README.md", c) for c in bash_blocks(REPO / "README.md", marked_only=False)]
+    found = [("README.md", c) for c in bash_blocks(REPO / "README.md", skip_marked=False)]
     for page in sorted((REPO / "docs").glob("*.md")):
-        found += [(f"docs/{page.name}", c) for c in bash_blocks(page, marked_only=True)]
+        found += [(f"docs/{page.name}", c) for c in bash_blocks(page, skip_marked=True)]
     return found
 
 
@@ -77,8 +87,9 @@ def fresh_clone(dest: Path) -> Path:
 def session_script(commands: list[tuple[str, str]]) -> str:
     """One bash script: each command as printed, then a line with its exit status."""
     out = []
-    for i, (_, command) in enumerate(commands):
-        out += [f"echo '@@@ start {i}'", command, f"echo \"@@@ rc {i} $?\""]
+    for i, (page, command) in enumerate(commands):
+        run = command if page == "README.md" else f"(\n{command}\n)"  # a docs `cd` stays there
+        out += [f"echo '@@@ start {i}'", run, f"echo \"@@@ rc {i} $?\""]
     return "\n".join(out) + "\n"
 
 
@@ -103,6 +114,9 @@ def outputs_by_command(log: str) -> dict[int, tuple[int, str]]:
 def test_every_readme_command_works_when_pasted(tmp_path):
     commands = page_commands()
     assert len(commands) >= 10
+    pages = {page for page, _ in commands}
+    assert {"docs/export.md", "docs/images.md", "docs/new_project.md", "docs/outputs.md",
+            "docs/tracking.md", "docs/config.md"} <= pages, pages
     for skipped in SKIP:
         assert any(bare(c) == skipped for _, c in commands), f"SKIP: no page has {skipped}"
     for page, command in commands:

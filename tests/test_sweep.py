@@ -87,6 +87,11 @@ def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
     assert summary.startswith("# Sweep tiny") and "| 1 |" in summary
     assert f"- checkpoint: {rows[0]['run_dir']}/model_best.pth" in summary
     assert "Best: trial" in result.stdout
+    for r in rows:  # issue 26 item 16: a line per finished epoch of each trial, as it comes
+        line = re.search(rf"^\[trial {r['trial']}\] epoch 1/1  loss \S+  val_loss (\S+)",
+                         result.stdout, re.M)
+        assert line, result.stdout
+        assert float(line.group(1)) == pytest.approx(float(r["best_val_loss"]), rel=1e-3)
 
     assert all(r.parent.parent.parent == folder for r in runs)  # <sweep folder>/models/tiny/
     before = tree_snapshot(folder / "models")
@@ -283,3 +288,21 @@ def test_ctrl_c_stops_launching_and_leaves_a_consistent_summary(tmp_path, save_d
     # is 1000, so no other checkpoint exists)
     assert list(Path(rows[0]["run_dir"]).glob("checkpoint-*.pth"))
     assert len(model_runs(save_dir)) == 1
+
+
+def test_wide_summary_tables_print_as_lines_of_at_most_100_characters():
+    """Issue 26 item 16: a fold summary's tables (400 characters a line) are folded for the
+    terminal; a narrow table prints as it is."""
+    from sweep.records import for_console
+    header = ["rank", "n", *[f"val_metric_number_{i}" for i in range(12)]]
+    row = ["1", "3", *[f"0.{i}23456 ± 0.0{i}56789" for i in range(12)]]
+    md = "\n".join(["# Sweep x", "", "| " + " | ".join(header) + " |",
+                    "|" + "---|" * len(header), "| " + " | ".join(row) + " |", "",
+                    "| a | b |", "|---|---|", "| 1 | x \\| y |"]) + "\n"
+    assert max(map(len, md.splitlines())) > 250
+    out = for_console(md)
+    lines = out.splitlines()
+    assert all(len(line) <= 100 for line in lines), out
+    assert lines[2].startswith("- rank 1  n 3  val_metric_number_0 0.023456 ± 0.0056789")
+    assert all(f"val_metric_number_{i} 0.{i}23456 ± 0.0{i}56789" in out for i in range(12))
+    assert lines[-3:] == ["| a | b |", "|---|---|", "| 1 | x \\| y |"]

@@ -163,10 +163,14 @@ def apply_lr(source: Path, lr: float) -> Path:
     optimizer.setdefault("args", {})
     optimizer["args"] = {**(optimizer["args"] or {}), "lr": lr}
     out = applied_path(source)
+    raw = source.read_text(encoding="utf-8")
     if source.suffix == ".json":
-        text = json.dumps(data, indent=2) + "\n"
+        schema = json.loads(raw).get("$schema")  # the editor's schema stays the file's first key
+        text = json.dumps({**({"$schema": schema} if schema else {}), **data}, indent=2) + "\n"
     else:
-        text = (f"# {source.name} with the lr suggested by train.py --find-lr\n"
+        first = raw.splitlines()[0] if raw.strip() else ""
+        keep = first + "\n" if first.startswith("# yaml-language-server:") else ""
+        text = (keep + f"# {source.name} with the lr suggested by train.py --find-lr\n"
                 + yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
                                  default_flow_style=None, width=100))
     write_output(text, out)
