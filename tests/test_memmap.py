@@ -52,8 +52,9 @@ def test_memory_mapped_loader_gives_the_in_memory_loaders_batches(npy, num_worke
 
 @pytest.mark.slow
 def test_memory_mapped_run_resumes_exactly(npy, tmp_path):
+    # ~ first: a mapping value merges into the CSV loader's args, as in Hydra
     args = ["-c", REPO / "config/csv_regression.yaml", "data_loader.type=NumpyDataLoader",
-            f"data_loader.args={{features: {npy / 'features.npy'}, targets: "
+            "~data_loader.args", f"+data_loader.args={{features: {npy / 'features.npy'}, targets: "
             f"{npy / 'targets.npy'}, batch_size: 32}}", "trainer.save_period=1",
             "trainer.early_stop=0"]
     straight, broken = tmp_path / "straight", tmp_path / "broken"
