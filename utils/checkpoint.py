@@ -123,23 +123,33 @@ def check_checkpoint_file(path: Path) -> None:
                           f"file's {size:,} bytes (torch.save stores them uncompressed)")
 
 
+def load_plain_data(path: Path, map_location: Any, refused: str, unreadable: str) -> Any:
+    """torch.load with weights_only: tensors, mappings, lists and numbers, never code.
+    ConfigError(`refused`) for a file holding anything more (torch's own message suggests
+    weights_only=False, which would run the file's code), ConfigError(`unreadable`) for one
+    torch.save did not write, or that is truncated or corrupted."""
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not for users
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ConfigError(refused) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError, UnicodeDecodeError):
+        raise ConfigError(unreadable) from None
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint written by this project, or raise ConfigError saying why not."""
     path = Path(path)
     check_checkpoint_file(path)
-    try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols are not for users
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's message suggests weights_only=False, which would run the file's code
-        raise ConfigError(f"{path}: {NOT_OURS}: refused to load it, as it is not only the "
-                          f"plain data (tensors, dicts, lists, numbers) this project's "
-                          f"checkpoints hold, and loading anything more could run code") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            IndexError, TypeError, AttributeError, UnicodeDecodeError):
-        raise ConfigError(f"{path}: {NOT_OURS} (not a file written by torch.save, or "
-                          f"truncated or corrupted)") from None
+    ckpt = load_plain_data(
+        path, map_location,
+        refused=f"{path}: {NOT_OURS}: refused to load it, as it is not only the plain data "
+                f"(tensors, dicts, lists, numbers) this project's checkpoints hold, and "
+                f"loading anything more could run code",
+        unreadable=f"{path}: {NOT_OURS} (not a file written by torch.save, or truncated or "
+                   f"corrupted)")
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path}: {NOT_OURS} (it holds a {type(ckpt).__name__}, not a "
                           f"mapping of the keys {', '.join(REQUIRED_KEYS)})")

@@ -21,9 +21,6 @@ experiment's `latest` pointer (saved/models/<name>/latest): its model_best.pth.
 
 from __future__ import annotations
 
-import pickle
-import warnings
-import zipfile
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,12 @@ from typing import Any
 import torch
 
 from logger.logger import get_logger
-from utils.checkpoint import REQUIRED_KEYS, check_checkpoint_file, special_file
+from utils.checkpoint import (
+    REQUIRED_KEYS,
+    check_checkpoint_file,
+    load_plain_data,
+    special_file,
+)
 from utils.checkpoint_arg import resolve_checkpoint_arg
 from utils.checkpoint_fields import check_fields
 from utils.errors import ConfigError, check_keys
@@ -108,18 +110,13 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         check_checkpoint_file(path)  # a folder, a special file, a size bomb: refused unread
     except ConfigError as e:
         raise ConfigError(f"{KEY}.path: {e}") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ConfigError(f"{KEY}.path: {path}: refused to load it: it is not a torch.save "
-                          f"file of plain data only (tensors, mappings, lists, numbers), and "
-                          f"loading anything more could run code") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            IndexError, TypeError, AttributeError, UnicodeDecodeError):
-        raise ConfigError(f"{KEY}.path: {path} is not a file written by torch.save (or it "
-                          f"is truncated or corrupted)") from None
+    data = load_plain_data(
+        path, "cpu",
+        refused=f"{KEY}.path: {path}: refused to load it: it is not a torch.save file of plain "
+                f"data only (tensors, mappings, lists, numbers), and loading anything more "
+                f"could run code",
+        unreadable=f"{KEY}.path: {path} is not a file written by torch.save (or it is "
+                   f"truncated or corrupted)")
     if isinstance(data, dict) and "model_state_dict" in data:  # one of our checkpoints
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
