@@ -15,11 +15,11 @@ only classes of the expected kind unless --trust-config (docs/checkpoints.md).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from utils.errors import missing_dependency  # standard library only: no torch yet
+from utils.shared_options import add_device_option, add_trust_option, select_devices
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="checkpoint to evaluate (a run folder or saved/models/<name>/latest: "
                              "its model_best.pth; a folds/repeat sweep folder: every "
                              "trial's best model, mean ± std, and their ensemble)")
-    parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES")
+    add_device_option(parser)
     parser.add_argument("--output", help="where to write the metrics JSON "
                                          "(default: test_metrics.json beside the checkpoint), "
                                          "or with --predict the predictions CSV "
@@ -48,18 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "FILE is written")
     parser.add_argument("--force", action="store_true",
                         help="with --export: replace FILE if it exists")
-    parser.add_argument("--trust-config", action="store_true",
-                        help="let the checkpoint's config name any class or function by "
-                             "import path (by default a config read from a file is data: a "
-                             "dotted type must be a class of the kind its key needs, e.g. an "
-                             "nn.Module for arch and loss); only for checkpoints you trust")
+    add_trust_option(parser, "let the checkpoint's config", "; only for checkpoints you trust")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device is not None:  # before torch is imported
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    select_devices(args)
     try:  # deferred: --help and usage errors stay light
         from trainer.run.checkpoint_test import test
         from trainer.run.sweep_request import is_sweep_folder

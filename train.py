@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from utils.errors import missing_dependency  # standard library only: no torch yet
+from utils.shared_options import add_device_option, add_trust_option, select_devices
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,14 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "'auto' continues this config's newest checkpoint or starts fresh")
     parser.add_argument("--allow-changed", action="store_true",
                         help="resume even though the config changed since the checkpoint")
-    parser.add_argument("--trust-config", action="store_true",
-                        help="with -r and no -c: let the checkpoint's config (or the run "
-                             "folder's config.json) name any class or function by import path; "
-                             "by default a config read from a file is data: a dotted type must "
-                             "be a class of the kind its key needs (an nn.Module for arch and "
-                             "loss, an Optimizer, ...), unless this command line sets it; also "
-                             "passed to a sweep's resumed and tested trials")
-    parser.add_argument("-d", "--device", help="GPUs to use, like CUDA_VISIBLE_DEVICES (e.g. 0,1)")
+    add_trust_option(parser, "with -r and no -c: let the checkpoint's config (or the run "
+                             "folder's config.json)",
+                     ", unless this command line sets it; also passed to a sweep's resumed and "
+                     "tested trials")
+    add_device_option(parser)
     parser.add_argument("--lr", type=float, help="shortcut for optimizer.args.lr")
     parser.add_argument("--bs", type=int, help="shortcut for data_loader.args.batch_size")
     parser.add_argument("--dry-run", action="store_true",
@@ -81,8 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.device is not None:  # before torch is imported
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    select_devices(args)
     try:  # deferred: --help and usage errors import neither torch nor sklearn
         from base.base_trainer import Interrupted
         from logger.logger import close_logging

@@ -120,8 +120,13 @@ class CsvDataLoader(BaseDataLoader):
                  shuffle: bool = True, validation_split=0.1, test_split=0.2,
                  num_workers: int = 0, standardize: bool = True, split_seed: int = 0,
                  training: bool = True, seed: int = 0):
-        x, y, self.feature_names, self.class_names = read_csv_table(path, target, task, features,
-                                                                   delimiter)
+        try:
+            x, y, self.feature_names, self.class_names = read_csv_table(path, target, task,
+                                                                       features, delimiter)
+        except ArgError:
+            raise
+        except ValueError as e:  # the file's content: named by the key that points at it
+            raise ArgError("path", str(e)) from None
         self.task, self.target = task, target
         self.n_classes = (len(self.class_names) or int(y.max()) + 1) \
             if task == "classification" and len(y) else None  # for the check of out_features

@@ -1,6 +1,7 @@
-"""The scikit-learn data loaders (digits and the other bundled sets). Each is one
-BaseDataLoader subclass, found by class name; CsvDataLoader lives in csv_file.py and
-SequenceDataLoader in sequence_task.py, so that their runs never import scikit-learn."""
+"""The scikit-learn data loaders: SklearnDataLoader (the bundled sets by name, and California
+housing). Each loader is one BaseDataLoader subclass, found by class name; DigitsDataLoader
+lives in digits.py, CsvDataLoader in csv_file.py and SequenceDataLoader in sequence_task.py,
+so that their runs never import scikit-learn."""
 
 from __future__ import annotations
 
@@ -13,23 +14,8 @@ import torch
 
 from base import BaseDataLoader
 from data_loader.datasets import TensorDataset
+from data_loader.digits import DigitsDataLoader  # noqa: F401  (its old dotted path)
 from utils.errors import ArgError, RunError, unknown_name
-
-
-class DigitsDataLoader(BaseDataLoader):
-    """scikit-learn's bundled 8x8 digits (`load_digits(n_class=...)`), 64 features."""
-
-    def __init__(self, n_class: int = 10, batch_size: int = 64, shuffle: bool = True,
-                 validation_split=0.1, test_split=0.2, num_workers: int = 0,
-                 standardize: bool = True, split_seed: int = 0, training: bool = True,
-                 seed: int = 0):
-        x, y = sklearn.datasets.load_digits(n_class=n_class, return_X_y=True)
-        dataset = TensorDataset(torch.tensor(x, dtype=torch.float32),
-                                torch.tensor(y, dtype=torch.int64))
-        super().__init__(dataset, batch_size, shuffle, validation_split, num_workers,
-                         test_split=test_split, training=training, seed=seed,
-                         split_seed=split_seed, standardize=standardize)
-
 
 # scikit-learn's data sets by name: (loader function, task)
 SKLEARN_SETS = {

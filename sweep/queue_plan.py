@@ -21,9 +21,9 @@ from sweep.records import (
     for_console,
     is_done,
     load_records,
-    prepare_folder,
     save_record,
     trial_file,
+    unfinished,
     write_summary,
 )
 from sweep.trial_process import print_trial_line, run_planned_trial
@@ -67,10 +67,7 @@ class QueuedPlan:
 
     def run(self, command: list[str]) -> int:
         sweep = self.sweep
-        folder = prepare_folder(sweep, command)
-        records = load_records(folder)
-        todo = [t for t in sweep.plan if not is_done(records.get(t.key), self.test)]
-        to_test = sum(is_done(records.get(t.key), False) for t in todo)
+        folder, _, todo, to_test = unfinished(sweep, command, self.test)
         self.queue = TrialQueue(sweep, self.optuna)
         new = self.queue.enqueue([t.number for t in todo], {t.number: t.params for t in todo})
         self.launcher = launcher = Launcher(max(1, min(self.jobs, len(todo))))

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sweep.definition import Sweep, describe
+from sweep.definition import Sweep, Trial, describe
 from sweep.replicates import group_table, replicate_labels
 from utils.checkpoint import BEST_NAME, latest_epoch_checkpoint
 from utils.checkpoint_arg import newest_checkpoint
@@ -68,6 +68,16 @@ def is_done(record: dict | None, test: bool) -> bool:
     return bool(record) and record.get("status") == "finished" and \
         Path(record.get("run_dir") or "/nonexistent").is_dir() and \
         (not test or record.get("test") is not None)
+
+
+def unfinished(sweep: Sweep, command: list[str],
+               test: bool) -> tuple[Path, dict[str, dict], list[Trial], int]:
+    """Prepare the sweep folder and read what an earlier start of it did: (folder, records
+    by key, the trials still to run or test, how many of those only need their test)."""
+    folder = prepare_folder(sweep, command)
+    records = load_records(folder)
+    todo = [t for t in sweep.plan if not is_done(records.get(t.key), test)]
+    return folder, records, todo, sum(is_done(records.get(t.key), False) for t in todo)
 
 
 def resume_point(record: dict) -> Path | None:

@@ -12,15 +12,7 @@ from sweep.launcher import Launcher, say
 from sweep.mlflow_parent import open_parent
 from sweep.optuna_search import run_optuna
 from sweep.queue_plan import QueuedPlan
-from sweep.records import (
-    add_best,
-    for_console,
-    is_done,
-    load_records,
-    prepare_folder,
-    save_record,
-    write_summary,
-)
+from sweep.records import add_best, for_console, save_record, unfinished, write_summary
 from sweep.trial_process import print_trial_line, run_planned_trial
 
 
@@ -57,10 +49,7 @@ def print_plan(sweep: Sweep) -> None:
 def run_plan(sweep: Sweep, jobs: int, test: bool, command: list[str]) -> int:
     """Run every trial of a grid or random sweep not finished earlier, in this process alone
     (without the sweep extra: no shared queue); write the summary."""
-    folder = prepare_folder(sweep, command)
-    records = load_records(folder)
-    todo = [t for t in sweep.plan if not is_done(records.get(t.key), test)]
-    to_test = sum(is_done(records.get(t.key), False) for t in todo)
+    folder, records, todo, to_test = unfinished(sweep, command, test)
     launcher = Launcher(max(1, min(jobs, len(todo))))  # threads: shared by the trials that run
     say(f"sweep {sweep.name}/{sweep.sweep_id}: {sweep.method}, {len(sweep.plan)} trials, "
         f"{len(sweep.plan) - len(todo)} finished earlier, {len(todo) - to_test} to run"

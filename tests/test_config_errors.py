@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import REPO, load, only_run, read_json, run_script, train, tree_snapshot
+from conftest import REPO, load, only_run, read_json, run_mains, run_script, train, tree_snapshot
 
 DIGITS = REPO / "config/digits_mlp.json"
 BASE = json.loads(DIGITS.read_text())
@@ -93,12 +93,25 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def bad_train_runs(tmp_path_factory) -> dict[str, tuple]:
+    """{case id: (its folder, train.py's result)}, every case through train.py's main() in
+    one process (conftest.run_mains), each with a folder of its own."""
+    root, folders, cases = tmp_path_factory.mktemp("bad-train"), [], []
+    for case_id, make_args, _ in CASES:
+        folder = root / case_id
+        folder.mkdir()
+        folders.append(folder)
+        cases.append(("train.py", [*make_args(folder), f"trainer.save_dir={folder / 'saved'}"]))
+    return {c[0]: (f, r) for c, f, r in zip(CASES, folders, run_mains(cases))}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_train_input(tmp_path, case):
-    _, make_args, named = case
-    save = tmp_path / "saved"
-    r = train(*make_args(tmp_path), save_dir=save)
+def test_bad_train_input(bad_train_runs, case):
+    case_id, _, named = case
+    folder, r = bad_train_runs[case_id]
+    save = folder / "saved"
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("error:"), r.stderr

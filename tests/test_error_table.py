@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ENV, REPO, run_script, train
+from conftest import ENV, REPO, run_mains, run_script, train
 
 DIGITS = REPO / "config/digits_mlp.json"
 
@@ -247,22 +247,43 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def table_runs(tmp_path_factory, trained, request) -> dict[str, tuple]:
+    """{case id: (its folder, the folder's checksums before, the result, or why skipped)}:
+    every case through its script's main() in one process (conftest.run_mains), each in a
+    folder of its own."""
+    root, prepared, cases = tmp_path_factory.mktemp("error-table"), {}, []
+    for case_id, script, make_args, _, _ in CASES:
+        folder = root / case_id
+        folder.mkdir()
+        try:
+            args = [str(a) for a in make_args(Ctx(folder, trained, request))]
+        except pytest.skip.Exception as e:
+            prepared[case_id] = (folder, {}, str(e))
+            continue
+        if script == "train.py" and not any(a.startswith("trainer.save_dir=") for a in args):
+            args.append(f"trainer.save_dir={folder / 'saved'}")
+        prepared[case_id] = (folder, checksums(folder), None)
+        cases.append((case_id, (script, args)))
+    for (case_id, _), result in zip(cases, run_mains([c for _, c in cases])):
+        prepared[case_id] = prepared[case_id][:2] + (result,)
+    return prepared
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_one_error_line_and_nothing_written(tmp_path, trained, request, case):
-    _, script, make_args, named, code = case
-    args = [str(a) for a in make_args(Ctx(tmp_path, trained, request))]
-    if script == "train.py" and not any(a.startswith("trainer.save_dir=") for a in args):
-        args.append(f"trainer.save_dir={tmp_path / 'saved'}")
-    before = checksums(tmp_path)
-    r = run_script(script, *args)
+def test_one_error_line_and_nothing_written(table_runs, case):
+    case_id, _, _, named, code = case
+    folder, before, r = table_runs[case_id]
+    if isinstance(r, str):
+        pytest.skip(r)
     assert r.returncode == code, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and all(n in lines[0] for n in named), r.stderr
     assert "Traceback" not in r.stderr and "weights_only" not in r.stderr
     if "did you mean" in lines[0]:  # it never suggests +key, which would then fail
         assert "+" not in lines[0].split("did you mean")[1]
-    assert checksums(tmp_path) == before
+    assert checksums(folder) == before
 
 
 def small_disk(path: Path, size: str) -> Path:

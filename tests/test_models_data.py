@@ -512,3 +512,26 @@ def test_sequence_config_learns_well_above_chance(save_dir):
     assert best["arch"] == "LSTMClassifier"
     assert "input_mean" not in best["model_state_dict"]
     assert metrics["accuracy"] >= 0.6  # chance is 0.25
+
+
+@pytest.mark.parametrize("n_class", [10, 3, 1])
+def test_digits_read_from_the_bundled_file_equal_scikit_learns(n_class):
+    import numpy as np
+    import sklearn.datasets
+
+    from data_loader.digits import load_digits
+
+    x, y = load_digits(n_class)
+    want_x, want_y = sklearn.datasets.load_digits(n_class=n_class, return_X_y=True)
+    assert x.dtype == want_x.dtype and np.array_equal(x, want_x)
+    assert np.array_equal(y, want_y) and len(set(y.tolist())) == n_class
+
+
+@pytest.mark.parametrize("n_class", [0, 11, 2.5, True])
+def test_digits_n_class_out_of_range_is_named(n_class):
+    from data_loader.digits import load_digits
+    from utils.errors import ArgError
+
+    with pytest.raises(ArgError, match="expected an integer from 1 to 10") as e:
+        load_digits(n_class)
+    assert e.value.arg == "n_class"

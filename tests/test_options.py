@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ENV, REPO, copy_checkout, run_script
+from conftest import ENV, REPO, copy_checkout, run_mains, run_script
 from test_layers import project_modules
 
 from utils.options import ABSENT, REQUIRED, TABLES, TRAINER, defaults
@@ -92,7 +92,7 @@ def test_every_option_has_a_description_and_a_default_that_passes_its_check():
                     == option.default_value() or option.off
 
 
-@pytest.mark.parametrize("override, message", [
+BAD_VALUES = [  # (override, the message after the config's name)
     ("trainer.heartbeat_s=-1",
      "trainer.heartbeat_s: expected a number of seconds >= 0 (0 = off), got -1"),
     ("trainer.verbosity=true", "trainer.verbosity: expected 0, 1 or 2, got True"),
@@ -103,9 +103,22 @@ def test_every_option_has_a_description_and_a_default_that_passes_its_check():
     ("+lr_scheduler.interval=batch", "lr_scheduler.interval: expected step or epoch, got "
                                      "'batch'"),
     ("n_gpu=-2", "n_gpu: expected an integer >= 0, got -2"),
-])
-def test_a_bad_value_is_one_line_naming_the_key(override, message, tmp_path):
-    r = run_script("train.py", "-c", "config/digits_mlp.json", override, "--print-config",
-                   f"trainer.save_dir={tmp_path}")
+]
+
+
+@pytest.fixture(scope="module")
+def bad_value_runs(tmp_path_factory) -> dict[str, object]:
+    """train.py --print-config of each override of BAD_VALUES, all through train.py's main()
+    in one process (conftest.run_mains)."""
+    save = tmp_path_factory.mktemp("bad-values")
+    results = run_mains([("train.py", ["-c", "config/digits_mlp.json", override,
+                                       "--print-config", f"trainer.save_dir={save}"])
+                         for override, _ in BAD_VALUES])
+    return {override: r for (override, _), r in zip(BAD_VALUES, results)}
+
+
+@pytest.mark.parametrize("override, message", BAD_VALUES)
+def test_a_bad_value_is_one_line_naming_the_key(override, message, bad_value_runs):
+    r = bad_value_runs[override]
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == f"error: config/digits_mlp.json: {message}"

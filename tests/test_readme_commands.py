@@ -1,9 +1,11 @@
 """The README and the docs pages followed as a newcomer would: every command works when pasted.
 
-Every command line of README.md's ```bash blocks, then of every ```bash block of docs/*.md
-(pages in name order), runs exactly as printed, in order, in one bash session, in a fresh
-`git clone` of this checkout's HEAD (commit before running it), and must exit 0. A docs
-page's command runs in a subshell, so a `cd` in it does not move the commands after it.
+Every command line of README.md's ```bash blocks runs exactly as printed, in order, in one
+bash session, in a fresh `git clone` of this checkout's HEAD (commit before running it), and
+must exit 0. Then each docs/*.md page's ```bash blocks run the same way in a folder of their
+own: a copy of that clone as the README left it (the newcomer who read the README first), so
+no page leans on what another page wrote, and each folder ends with nothing that git does not
+ignore. A docs command runs in a subshell, so a `cd` in it does not move the commands after it.
 
 What the test replaces, and only that: the lines that create or fill the environment
 (`python3 -m venv ...`, `pip install ...`) do not run; instead the clone's `.venv` is a symlink
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,9 +87,10 @@ def fresh_clone(dest: Path) -> Path:
     return dest
 
 
-def session_script(commands: list[tuple[str, str]]) -> str:
-    """One bash script: each command as printed, then a line with its exit status."""
-    out = []
+def session_script(commands: list[tuple[str, str]], activated: bool = False) -> str:
+    """One bash script: each command as printed, then a line with its exit status (after the
+    README's activation of .venv, when `activated`)."""
+    out = ["source .venv/bin/activate"] if activated else []
     for i, (page, command) in enumerate(commands):
         run = command if page == "README.md" else f"(\n{command}\n)"  # a docs `cd` stays there
         out += [f"echo '@@@ start {i}'", run, f"echo \"@@@ rc {i} $?\""]
@@ -125,23 +129,41 @@ def test_every_readme_command_works_when_pasted(tmp_path):
     assert any(c == "source .venv/bin/activate" for _, c in run)
 
     clone = fresh_clone(tmp_path / "clone")
-    r = subprocess.run(["bash", "--noprofile", "--norc", "-c", session_script(run)], cwd=clone,
-                       capture_output=True, text=True, timeout=900,
-                       env=without_the_environment(ENV))
-    results = outputs_by_command(r.stdout)
-    for i, (page, command) in enumerate(run):
-        assert i in results, f"{page}: did not finish: {command}\n{r.stdout[-3000:]}{r.stderr}"
-        code, output = results[i]
-        assert code == 0, f"{page}: exit {code}: {command}\n{output[-3000:]}\n{r.stderr[-3000:]}"
-
+    readme_run = [(p, c) for p, c in run if p == "README.md"]
+    results = run_in(clone, readme_run)
     # the figures the README quotes (ENV sets OMP_NUM_THREADS=1, as the README says)
-    first_test = next(i for i, (_, c) in enumerate(run) if c.startswith("python test.py"))
+    first_test = next(i for i, (_, c) in enumerate(readme_run) if c.startswith("python test.py"))
     assert "accuracy: 0.972145" in results[first_test][1]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "test accuracy of 0.972" in readme and "loss 0.0934" in readme
-    # what the commands wrote is git-ignored (under saved/, or ignored in the root)
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
-                            text=True, check=True).stdout
-    assert status == "", status
     latest = clone / "saved/models/digits_mlp/latest"
     assert (latest.parent / latest.read_text().strip() / "predictions.csv").is_file()
+    assert_nothing_unignored(clone)
+
+    for page in sorted(pages - {"README.md"}):
+        folder = tmp_path / Path(page).stem
+        shutil.copytree(clone, folder, symlinks=True)  # .venv stays a link to the environment
+        run_in(folder, [(p, c) for p, c in run if p == page], activated=True)
+        assert_nothing_unignored(folder)
+        shutil.rmtree(folder)
+
+
+def run_in(folder: Path, commands: list[tuple[str, str]],
+           activated: bool = False) -> dict[int, tuple[int, str]]:
+    """Run `commands` in one bash session in `folder`; each must exit 0."""
+    r = subprocess.run(["bash", "--noprofile", "--norc", "-c",
+                        session_script(commands, activated)], cwd=folder, capture_output=True,
+                       text=True, timeout=900, env=without_the_environment(ENV))
+    results = outputs_by_command(r.stdout)
+    for i, (page, command) in enumerate(commands):
+        assert i in results, f"{page}: did not finish: {command}\n{r.stdout[-3000:]}{r.stderr}"
+        code, output = results[i]
+        assert code == 0, f"{page}: exit {code}: {command}\n{output[-3000:]}\n{r.stderr[-3000:]}"
+    return results
+
+
+def assert_nothing_unignored(folder: Path) -> None:
+    """What the commands wrote is git-ignored (under saved/, or ignored in the root)."""
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=folder, capture_output=True,
+                            text=True, check=True).stdout
+    assert status == "", f"{folder.name}: {status}"

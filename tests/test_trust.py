@@ -22,7 +22,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ENV, REPO, load, only_run, read_csv, run_script, train, tree_snapshot
+from conftest import (
+    ENV,
+    REPO,
+    load,
+    only_run,
+    read_csv,
+    run_mains,
+    run_script,
+    train,
+    tree_snapshot,
+)
 
 from utils.best_model import best_epoch
 from utils.checkpoint_arg import newest_checkpoint
@@ -103,12 +113,25 @@ def refusal(where: Path | str, key: str, typ: str, hint: str = HINT) -> tuple[st
     return f"{where}: {key}: '{typ}' is not a", hint
 
 
+@pytest.fixture(scope="module")
+def evil_runs(ckpt, tmp_path_factory) -> dict[str, tuple]:
+    """{key: (its folder, the crafted checkpoint, test.py's result)} for each EVIL entry, all
+    through test.py's main() in one process (conftest.run_mains), each in its own folder."""
+    root, cases = tmp_path_factory.mktemp("evil"), []
+    for key, _, change in EVIL:
+        folder = root / key.replace("[", "_").replace("]", "_")
+        folder.mkdir()
+        evil = craft(ckpt, folder / "evil.pth", lambda c, m=folder / "MARKER", f=change: f(c, m))
+        cases.append((key, folder, evil))
+    results = run_mains([("test.py", ["-r", evil]) for _, _, evil in cases])
+    return {key: (folder, evil, r) for (key, folder, evil), r in zip(cases, results)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("key, typ, change", EVIL, ids=[e[0] for e in EVIL])
-def test_test_py_refuses_a_stored_callable_of_any_key(ckpt, tmp_path, key, typ, change):
+def test_test_py_refuses_a_stored_callable_of_any_key(evil_runs, key, typ, change):
+    tmp_path, evil, r = evil_runs[key]
     marker = tmp_path / "MARKER"
-    evil = craft(ckpt, tmp_path / "evil.pth", lambda c: change(c, marker))
-    r = run_script("test.py", "-r", evil)
     assert r.returncode == 2, r.stderr
     start, end = refusal(evil, key, typ)
     assert error_lines(r) == [r.stderr.strip()] and r.stderr.strip().startswith(f"error: {start}")
@@ -587,38 +610,56 @@ def config_with(tmp_path: Path, suffix: str, key: str, raw_value: str) -> Path:
 BIG = "9" * 5000
 
 
+FILE_CASES = [  # (id, suffix, key, value, texts the error names)
+    ("int-json", ".json", "seed", BIG, ["c.json", "seed", "5,000 digits", "64 bits"]),
+    ("int-yaml", ".yaml", "seed", BIG, ["c.yaml", "seed", "5,000 digits", "64 bits"]),
+    ("deep-json", ".json", "extra", deep(200_000), ["c.json", "deeper than 100 levels"]),
+    ("deep-yaml", ".yaml", "extra", deep(200_000), ["c.yaml", "deeper than 100 levels"]),
+    ("deep-yaml-mappings", ".yaml", "extra",
+     deep(200_000, "{a: ", "}").replace("{a: }", "{a: 1}"), ["c.yaml", "deeper than 100 levels"]),
+]
+OVERRIDE_CASES = [  # (id, overrides, texts the error names)
+    ("int", [f"seed={BIG}"], ["override 'seed=999", "seed: an integer of 5,000 digits"]),
+    ("deep-lists", [f"+extra={deep(3000)}"], ["override '+extra=[[[", "deeper than 100 levels"]),
+    ("deep-mappings", [f"+extra={deep(3000, '{a: ', '}').replace('{a: }', '{a: 1}')}"],
+     ["override '+extra={a: {a:", "deeper than 100 levels"]),
+    ("deep-101-in-all", [f"+extra={deep(100)}"], ["extra.0.0", "deeper than 100 levels"]),
+    ("int64-max-plus-1", ["seed=9223372036854775808"],
+     ["seed", "an integer of 19 digits", "64 bits"]),
+    ("sweep", ["-m", f"seed=1,{BIG}"], ["override 'seed=1,999", "5,000 digits"]),
+]
+
+
+@pytest.fixture(scope="module")
+def limit_runs(tmp_path_factory) -> dict[str, tuple]:
+    """{case id: (its save_dir, train.py's result)} for FILE_CASES and OVERRIDE_CASES, all
+    through train.py's main() in one process (conftest.run_mains), each in its own folder."""
+    root, cases, saves = tmp_path_factory.mktemp("limits"), [], []
+    for case_id, suffix, key, value, _ in FILE_CASES:
+        (root / case_id).mkdir()
+        config = config_with(root / case_id, suffix, key, value)
+        saves.append((case_id, root / case_id / "saved"))
+        cases.append(("train.py", ["-c", config, "--dry-run", f"trainer.save_dir={saves[-1][1]}"]))
+    for case_id, overrides, _ in OVERRIDE_CASES:
+        saves.append((case_id, root / case_id / "saved"))
+        cases.append(("train.py", ["-c", WINE, *overrides, "--dry-run",
+                                   f"trainer.save_dir={saves[-1][1]}"]))
+    return {case_id: (save, r) for (case_id, save), r in zip(saves, run_mains(cases))}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("suffix, key, value, named", [
-    (".json", "seed", BIG, ["c.json", "seed", "5,000 digits", "64 bits"]),
-    (".yaml", "seed", BIG, ["c.yaml", "seed", "5,000 digits", "64 bits"]),
-    (".json", "extra", deep(200_000), ["c.json", "deeper than 100 levels"]),
-    (".yaml", "extra", deep(200_000), ["c.yaml", "deeper than 100 levels"]),
-    (".yaml", "extra", deep(200_000, "{a: ", "}").replace("{a: }", "{a: 1}"),
-     ["c.yaml", "deeper than 100 levels"]),
-], ids=["int-json", "int-yaml", "deep-json", "deep-yaml", "deep-yaml-mappings"])
-def test_huge_integers_and_deep_nesting_in_a_file_are_one_line(tmp_path, suffix, key, value,
-                                                                 named):
-    save = tmp_path / "saved"
-    r = train("-c", config_with(tmp_path, suffix, key, value), "--dry-run", save_dir=save)
-    one_error(r, 2, *named)
+@pytest.mark.parametrize("case", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_huge_integers_and_deep_nesting_in_a_file_are_one_line(limit_runs, case):
+    save, r = limit_runs[case[0]]
+    one_error(r, 2, *case[-1])
     assert not save.exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides, named", [
-    ([f"seed={BIG}"], ["override 'seed=999", "seed: an integer of 5,000 digits"]),
-    ([f"+extra={deep(3000)}"], ["override '+extra=[[[", "deeper than 100 levels"]),
-    ([f"+extra={deep(3000, '{a: ', '}').replace('{a: }', '{a: 1}')}"],
-     ["override '+extra={a: {a:", "deeper than 100 levels"]),
-    ([f"+extra={deep(100)}"], ["extra.0.0", "deeper than 100 levels"]),  # 101 with the top
-    (["seed=9223372036854775808"], ["seed", "an integer of 19 digits", "64 bits"]),
-    (["-m", f"seed=1,{BIG}"], ["override 'seed=1,999", "5,000 digits"]),
-], ids=["int", "deep-lists", "deep-mappings", "deep-101-in-all", "int64-max-plus-1", "sweep"])
-def test_huge_integers_and_deep_nesting_in_an_override_are_one_line(tmp_path, overrides,
-                                                                     named):
-    save = tmp_path / "saved"
-    r = train("-c", WINE, *overrides, "--dry-run", save_dir=save)
-    one_error(r, 2, *named)
+@pytest.mark.parametrize("case", OVERRIDE_CASES, ids=[c[0] for c in OVERRIDE_CASES])
+def test_huge_integers_and_deep_nesting_in_an_override_are_one_line(limit_runs, case):
+    save, r = limit_runs[case[0]]
+    one_error(r, 2, *case[-1])
     assert not save.exists()
 
 
