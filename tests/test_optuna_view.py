@@ -55,6 +55,7 @@ def test_grid_sweep_trials_carry_their_parameters(tmp_path):
         assert {"params_optimizer.args.lr", "params_arch.args.hidden"} <= set(frame.columns)
 
 
+@pytest.mark.slow  # the fast tier keeps within 3 minutes; the full suite runs it
 def test_fold_sweep_trials_carry_the_fold(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY, sort_keys=False), encoding="utf-8")

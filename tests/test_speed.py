@@ -74,6 +74,7 @@ def test_help_imports_neither_sklearn_nor_torch():
     assert "IMPORTED False False" in r.stdout
 
 
+@pytest.mark.slow  # the fast tier keeps within 3 minutes; the full suite runs it
 def test_overhead_benchmark_smoke():
     r = subprocess.run([sys.executable, str(REPO / "benchmarks/overhead.py"), "-c",
                         str(REPO / "config/digits_mlp.json"), "--epochs", "1", "--reps", "1",

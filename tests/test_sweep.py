@@ -57,6 +57,7 @@ def model_runs(save_dir: Path, name: str = "tiny") -> list[Path]:
     return trial_run_dirs(save_dir, name)
 
 
+@pytest.mark.slow  # the fast tier keeps within 3 minutes; the full suite runs it
 def test_grid_with_two_jobs_then_rerun_trains_nothing(tmp_path, save_dir):
     cfg = write_config(tmp_path / "c.yaml")
     args = ("-c", cfg, "-m", "optimizer.args.lr=0.01,0.001", "arch.args.depth=1,2", "--jobs", "2")
